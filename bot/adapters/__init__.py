@@ -1,0 +1,1 @@
+"""Adapters: the outside world (files, git, GitHub, Chronos, SMTP). They never decide."""

@@ -1,0 +1,157 @@
+"""Chronos models: load once, predict one context, return one internal form for all three families.
+
+T5 returns sample paths; Bolt and Chronos-2 return quantiles. `Forecast` carries either, and the
+metrics in `bot.core.metrics` understand both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.core.config import Family
+from bot.core.metrics import Forecast
+from bot.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    model_id: str
+    family: Family
+    revision: str
+    pipeline: Any
+    device: str
+
+    def predict(
+        self,
+        context: np.ndarray,
+        prediction_length: int,
+        *,
+        num_samples: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+        sample_chunk: int = 50,
+    ) -> Forecast:
+        """Forecast `prediction_length` steps after `context` (1-D, oldest first)."""
+        import torch
+
+        ctx = torch.tensor(np.asarray(context, dtype=np.float32))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "prediction length > 64" advice is documented, not an error
+            if self.family is Family.T5:
+                total = int(num_samples or 20)
+                chunks: list[np.ndarray] = []
+                drawn = 0
+                # Samples are drawn in chunks: peak memory scales with the chunk, not the total, and
+                # chunk i is seeded by (seed, i) so the first k draws are the same whatever the total.
+                for i, start in enumerate(range(0, total, max(1, sample_chunk))):
+                    n = min(sample_chunk, total - start)
+                    torch.manual_seed(seed * 1_000_003 + i)
+                    out = self.pipeline.predict(
+                        ctx,
+                        prediction_length=prediction_length,
+                        num_samples=n,
+                        temperature=temperature,
+                        top_k=top_k,
+                        top_p=top_p,
+                    )
+                    chunks.append(out[0].numpy().astype(np.float64))
+                    drawn += n
+                return Forecast.from_samples(np.concatenate(chunks, axis=0))
+            torch.manual_seed(seed)
+            if self.family is Family.BOLT:
+                out = self.pipeline.predict(ctx, prediction_length=prediction_length)
+                levels = tuple(float(q) for q in self.pipeline.quantiles)
+                return Forecast.from_quantiles(levels, out[0].numpy().astype(np.float64))
+            outs = self.pipeline.predict([ctx], prediction_length=prediction_length)
+            levels = tuple(float(q) for q in self.pipeline.quantiles)
+            return Forecast.from_quantiles(levels, outs[0][0].numpy().astype(np.float64))
+
+
+def _detect_family(pipeline: Any) -> Family:
+    name = type(pipeline).__name__
+    if name == "ChronosPipeline":
+        return Family.T5
+    if name == "ChronosBoltPipeline":
+        return Family.BOLT
+    if name == "Chronos2Pipeline":
+        return Family.CHRONOS2
+    raise ModelError(f"unsupported Chronos pipeline class {name}")
+
+
+def _revision(model_id: str) -> str:
+    """A local directory's revision is a hash of its config and weights' sizes/mtimes; hub ids use 'main'."""
+    path = Path(model_id)
+    if path.is_dir():
+        import hashlib
+
+        h = hashlib.sha256()
+        for f in sorted(path.iterdir()):
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.name}:{st.st_size}".encode())
+                if f.suffix == ".json":
+                    h.update(f.read_bytes())
+        return "dir-" + h.hexdigest()[:12]
+    return os.environ.get("CHRONOPS_MODEL_REVISION", "main")
+
+
+_CACHE: dict[tuple[str, str], LoadedModel] = {}
+
+
+def load_model(model_id: str, *, expected_family: Family | None = None, workspace: Path | None = None) -> LoadedModel:
+    """Load a Chronos pipeline from a Hugging Face id or a local directory (cached per process)."""
+    resolved = model_id
+    if workspace is not None and not Path(model_id).is_absolute() and (workspace / model_id).is_dir():
+        resolved = str(workspace / model_id)
+    device = "cpu"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            device = "cuda"
+    except ImportError as exc:  # pragma: no cover - torch is a hard dependency
+        raise ModelError(f"torch is not installed ({exc}); run: pip install torch==2.13.0") from None
+    key = (resolved, device)
+    if key in _CACHE:
+        return _CACHE[key]
+    started = time.perf_counter()
+    try:
+        from chronos import BaseChronosPipeline
+
+        looks_local = resolved.startswith((".", "/")) or Path(resolved).exists()
+        if looks_local and not Path(resolved).is_dir():
+            raise ModelError(f"model_id '{model_id}': directory not found")
+        pipeline = BaseChronosPipeline.from_pretrained(resolved, device_map=device, dtype="float32")
+    except ModelError:
+        raise
+    except OSError as exc:
+        raise ModelError(
+            f"model_id '{model_id}' could not be loaded ({str(exc).splitlines()[0][:160]}); "
+            "if the Hugging Face hub is unreachable, download the model elsewhere and set model_id "
+            "to its local directory (e.g. models/chronos-t5-small), or run `chronops model tiny` for a test model"
+        ) from None
+    except (ValueError, AssertionError, KeyError) as exc:
+        raise ModelError(f"model_id '{model_id}': not a Chronos model ({exc})") from None
+    family = _detect_family(pipeline)
+    if expected_family is not None and family is not expected_family:
+        raise ModelError(
+            f"model_id '{model_id}' is a {family.value} model but the config says model_family="
+            f"'{expected_family.value}' (fix model_family)"
+        )
+    pipeline.model.eval() if hasattr(pipeline.model, "eval") else None
+    loaded = LoadedModel(model_id, family, _revision(resolved), pipeline, device)
+    log.info("loaded %s (%s) in %.1fs", model_id, family.value, time.perf_counter() - started)
+    _CACHE[key] = loaded
+    return loaded

@@ -1,0 +1,86 @@
+"""Files we own: atomic writes, parquet tables with locked appends, and the workspace lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bot.errors import DataError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then os.replace: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An advisory exclusive lock on `<path>.lock` (released by the kernel if the process dies)."""
+    lock_path = path.with_name(path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def read_table(path: Path, *, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a parquet table we own; a missing file is an empty frame, a corrupt one a DataError."""
+    if not path.exists():
+        return pd.DataFrame(columns=columns or [])
+    try:
+        frame = pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: not a readable parquet file ({_first_line(exc)})") from None
+    if columns:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)} (wrong schema?)")
+    return frame
+
+
+def write_table(path: Path, frame: pd.DataFrame) -> None:
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def append_rows(path: Path, rows: pd.DataFrame, *, columns: list[str] | None = None) -> None:
+    """Append under an exclusive lock: concurrent appenders never lose a record."""
+    with file_lock(path):
+        existing = read_table(path, columns=columns)
+        frames = [f for f in (existing, rows) if not f.empty]
+        combined = pd.concat(frames, ignore_index=True) if frames else rows
+        write_table(path, combined)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

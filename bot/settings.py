@@ -1,0 +1,291 @@
+"""Bot settings: one TOML file (`chronops.toml` at the workspace root), validated at the edge.
+
+Every key has a default (the seed's values); the file only needs what differs. Unknown keys are
+errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from bot.core.config import HORIZONS
+from bot.errors import SettingsError
+
+SETTINGS_FILE = "chronops.toml"
+
+
+@dataclass(frozen=True)
+class ApprovalSettings:
+    min_rmse_improvement_pct: float = 5.0
+    min_mape_improvement_pct: float = 3.0
+    max_std_increase_pct: float = 10.0
+    max_inference_time_increase_pct: float = 50.0
+    min_ci95_coverage_pct: float = 90.0
+    max_abs_bias: float = 5.0
+    # Chance the gain is noise (one-sided Diebold-Mariano p-value); 1.0 turns the test off.
+    max_noise_probability: float = 0.05
+
+
+@dataclass(frozen=True)
+class TriggerSettings:
+    max_days_since_optimization: int = 14
+    performance_recent_days: int = 14
+    performance_baseline_days: int = 60
+    performance_degradation_pct: float = 15.0
+    performance_alpha: float = 0.05
+    drift_recent_obs: int = 30
+    drift_reference_obs: int = 90
+    drift_alpha: float = 0.05
+    stale_after_days: int = 7
+    snooze_weeks: int = 4
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    context_length: dict[str, list[int]] = field(
+        default_factory=lambda: {
+            "7d": [90, 180, 270],
+            "15d": [90, 180, 365],
+            "30d": [180, 365, 540],
+            "90d": [365, 540, 730],
+        }
+    )
+    num_samples: list[int] = field(default_factory=lambda: [50, 100, 200])
+    temperature: list[float] = field(default_factory=lambda: [0.8, 1.0, 1.2])
+    tuning_origins: int = 24
+    validation_origins: int = 24
+    # Origins are spaced by at least the horizon's prediction length (non-overlapping windows)
+    # and at least this many observations.
+    min_origin_step: int = 5
+    time_budget_seconds: float = 600.0
+    seed: int = 20260101
+    strategy: str = "grid"  # grid | random | halving
+    sample_chunk: int = 50  # samples drawn per predict call: bounds peak memory
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    series: str = "data/series.parquet"
+    history: str = "data/optimization_history.parquet"
+    metrics: str = "data/metrics.parquet"
+    forecasts: str = "data/forecasts.parquet"
+    cache: str = "data/backtest_cache.parquet"
+    runs: str = "data/runs"
+    max_gap_days: int = 7
+
+
+@dataclass(frozen=True)
+class ForgeSettings:
+    kind: str = "local"  # local | github
+    automerge: bool = True
+    merge_method: str = "merge"  # merge | squash | rebase (github)
+    base_branch: str = "main"
+    reviewers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    live_dir: str = "live/configs"
+    model_allowlist: list[str] = field(
+        default_factory=lambda: [
+            "amazon/chronos-t5-tiny",
+            "amazon/chronos-t5-mini",
+            "amazon/chronos-t5-small",
+            "amazon/chronos-t5-base",
+            "amazon/chronos-bolt-tiny",
+            "amazon/chronos-bolt-mini",
+            "amazon/chronos-bolt-small",
+            "amazon/chronos-bolt-base",
+            "amazon/chronos-2",
+            "models/*",
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    approval: ApprovalSettings = field(default_factory=ApprovalSettings)
+    triggers: TriggerSettings = field(default_factory=TriggerSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    forge: ForgeSettings = field(default_factory=ForgeSettings)
+    deploy: DeploySettings = field(default_factory=DeploySettings)
+
+
+_CHOICES = {
+    ("search", "strategy"): {"grid", "random", "halving"},
+    ("forge", "kind"): {"local", "github"},
+    ("forge", "merge_method"): {"merge", "squash", "rebase"},
+}
+
+
+def load_settings(path: Path) -> Settings:
+    """Read settings; a missing file gives the defaults."""
+    if not path.exists():
+        return Settings()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: not UTF-8 text (is it a binary file?)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read: {exc.strerror}") from None
+    return settings_from_dict(raw, source=str(path))
+
+
+def settings_from_dict(raw: dict[str, Any], *, source: str = "settings") -> Settings:
+    return _build(Settings, raw, source, ())
+
+
+def _build(cls: type[Any], raw: object, source: str, path: tuple[str, ...]) -> Any:
+    where = ".".join(path) or "top level"
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{source}: [{where}] must be a table, got {type(raw).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SettingsError(
+            f"{source}: unknown key '{'.'.join((*path, unknown[0]))}' (known keys in [{where}]: "
+            f"{', '.join(sorted(known))})"
+        )
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        key = (*path, name)
+        if is_dataclass(hint):
+            values[name] = _build(hint, value, source, key)  # type: ignore[arg-type]
+        else:
+            values[name] = _check_value(hint, value, source, key)
+    result = replace(cls(), **values)
+    _check_semantics(result, source, path)
+    return result
+
+
+def _check_value(hint: Any, value: Any, source: str, key: tuple[str, ...]) -> Any:
+    name = ".".join(key)
+    text = repr(hint).replace("typing.", "")
+
+    def bad(expected: str) -> SettingsError:
+        return SettingsError(f"{source}: '{name}' = {value!r} has the wrong type (expected {expected})")
+
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        if value < 0:
+            raise SettingsError(f"{source}: '{name}' = {value} must not be negative")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        if value < 0:
+            raise SettingsError(f"{source}: '{name}' = {value} must not be negative")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+        choices = _CHOICES.get(key[-2:]) if len(key) >= 2 else None
+        if choices and value not in choices:
+            raise SettingsError(f"{source}: '{name}' = {value!r} is not one of {', '.join(sorted(choices))}")
+        return value
+    if text.startswith("list["):
+        if not isinstance(value, list):
+            raise bad(text)
+        inner = hint.__args__[0]
+        return [_check_value(inner, v, source, key) for v in value]
+    if text.startswith("dict["):
+        if not isinstance(value, dict):
+            raise bad("a table")
+        inner = hint.__args__[1]
+        return {k: _check_value(inner, v, source, (*key, k)) for k, v in value.items()}
+    raise SettingsError(f"{source}: '{name}' has an unsupported type {text}")  # pragma: no cover
+
+
+def _check_semantics(obj: Any, source: str, path: tuple[str, ...]) -> None:
+    if isinstance(obj, SearchSettings):
+        for horizon, ctxs in obj.context_length.items():
+            if horizon not in HORIZONS:
+                raise SettingsError(f"{source}: search.context_length has unknown horizon '{horizon}'")
+            if not ctxs or min(ctxs) < 8:
+                raise SettingsError(f"{source}: search.context_length.{horizon} needs values >= 8")
+        if not obj.num_samples or min(obj.num_samples) < 1:
+            raise SettingsError(f"{source}: search.num_samples needs positive values")
+        if not obj.temperature or min(obj.temperature) <= 0:
+            raise SettingsError(f"{source}: search.temperature needs positive values")
+        if obj.tuning_origins < 2 or obj.validation_origins < 2:
+            raise SettingsError(f"{source}: search.tuning_origins and validation_origins must be >= 2")
+        if obj.sample_chunk < 1:
+            raise SettingsError(f"{source}: search.sample_chunk must be >= 1")
+    if isinstance(obj, ApprovalSettings) and not 0 < obj.max_noise_probability <= 1:
+        raise SettingsError(f"{source}: approval.max_noise_probability must be in (0, 1]")
+
+
+DEFAULT_SETTINGS_TOML = """\
+# chronops settings. Every key is optional: what is not here takes the default shown.
+# Reference: README.md, section "Configuration".
+
+[approval]                        # the validation gate (seed, phase 3)
+min_rmse_improvement_pct = 5.0    # approve when RMSE improves by >= 5% ...
+min_mape_improvement_pct = 3.0    # ... or MAPE improves by >= 3%
+max_std_increase_pct = 10.0       # error standard deviation may grow at most 10%
+max_inference_time_increase_pct = 50.0
+min_ci95_coverage_pct = 90.0      # pooled empirical coverage of the 95% interval
+max_abs_bias = 5.0                # CLP
+max_noise_probability = 0.05      # one-sided Diebold-Mariano p-value; 1.0 = seed's exact rule
+
+[triggers]
+max_days_since_optimization = 14  # time fallback
+performance_recent_days = 14
+performance_baseline_days = 60
+performance_degradation_pct = 15.0
+performance_alpha = 0.05
+drift_recent_obs = 30             # drift is tested on log returns, never on levels
+drift_reference_obs = 90
+drift_alpha = 0.05
+stale_after_days = 7
+snooze_weeks = 4                  # a bot PR closed unmerged snoozes its horizon
+
+[search]
+num_samples = [50, 100, 200]      # t5 only
+temperature = [0.8, 1.0, 1.2]     # t5 only
+tuning_origins = 24               # walk-forward origins used to pick the winner
+validation_origins = 24           # later, disjoint origins used only by the gate
+min_origin_step = 5
+time_budget_seconds = 600.0
+seed = 20260101
+strategy = "grid"                 # grid | random | halving
+sample_chunk = 50                 # samples per predict call (bounds memory)
+
+[search.context_length]
+"7d" = [90, 180, 270]
+"15d" = [90, 180, 365]
+"30d" = [180, 365, 540]
+"90d" = [365, 540, 730]
+
+[data]
+series = "data/series.parquet"
+history = "data/optimization_history.parquet"
+metrics = "data/metrics.parquet"
+forecasts = "data/forecasts.parquet"
+cache = "data/backtest_cache.parquet"
+runs = "data/runs"
+max_gap_days = 7
+
+[forge]
+kind = "local"                    # local (git remote 'origin') | github
+automerge = true
+merge_method = "merge"
+base_branch = "main"
+reviewers = []
+
+[deploy]
+live_dir = "live/configs"
+"""
