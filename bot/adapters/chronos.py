@@ -42,8 +42,12 @@ class LoadedModel:
         top_p: float | None = None,
         seed: int = 0,
         sample_chunk: int = 50,
-    ) -> Forecast:
-        """Forecast `prediction_length` steps after `context` (1-D, oldest first)."""
+    ) -> tuple[Forecast, list[float]]:
+        """Forecast `prediction_length` steps after `context` (1-D, oldest first).
+
+        Returns the forecast and the wall seconds of each predict call (one per sample chunk for t5),
+        so the cost of using only the first k chunks is known exactly.
+        """
         import torch
 
         ctx = torch.tensor(np.asarray(context, dtype=np.float32))
@@ -52,12 +56,13 @@ class LoadedModel:
             if self.family is Family.T5:
                 total = int(num_samples or 20)
                 chunks: list[np.ndarray] = []
-                drawn = 0
+                seconds: list[float] = []
                 # Samples are drawn in chunks: peak memory scales with the chunk, not the total, and
                 # chunk i is seeded by (seed, i) so the first k draws are the same whatever the total.
                 for i, start in enumerate(range(0, total, max(1, sample_chunk))):
                     n = min(sample_chunk, total - start)
                     torch.manual_seed(seed * 1_000_003 + i)
+                    started = time.perf_counter()
                     out = self.pipeline.predict(
                         ctx,
                         prediction_length=prediction_length,
@@ -66,17 +71,18 @@ class LoadedModel:
                         top_k=top_k,
                         top_p=top_p,
                     )
+                    seconds.append(time.perf_counter() - started)
                     chunks.append(out[0].numpy().astype(np.float64))
-                    drawn += n
-                return Forecast.from_samples(np.concatenate(chunks, axis=0))
+                return Forecast.from_samples(np.concatenate(chunks, axis=0)), seconds
             torch.manual_seed(seed)
-            if self.family is Family.BOLT:
-                out = self.pipeline.predict(ctx, prediction_length=prediction_length)
-                levels = tuple(float(q) for q in self.pipeline.quantiles)
-                return Forecast.from_quantiles(levels, out[0].numpy().astype(np.float64))
-            outs = self.pipeline.predict([ctx], prediction_length=prediction_length)
             levels = tuple(float(q) for q in self.pipeline.quantiles)
-            return Forecast.from_quantiles(levels, outs[0][0].numpy().astype(np.float64))
+            started = time.perf_counter()
+            if self.family is Family.BOLT:
+                quantiles = self.pipeline.predict(ctx, prediction_length=prediction_length)[0]
+            else:
+                quantiles = self.pipeline.predict([ctx], prediction_length=prediction_length)[0][0]
+            elapsed = time.perf_counter() - started
+            return Forecast.from_quantiles(levels, quantiles.numpy().astype(np.float64)), [elapsed]
 
 
 def _detect_family(pipeline: Any) -> Family:
@@ -150,7 +156,6 @@ def load_model(model_id: str, *, expected_family: Family | None = None, workspac
             f"model_id '{model_id}' is a {family.value} model but the config says model_family="
             f"'{expected_family.value}' (fix model_family)"
         )
-    pipeline.model.eval() if hasattr(pipeline.model, "eval") else None
     loaded = LoadedModel(model_id, family, _revision(resolved), pipeline, device)
     log.info("loaded %s (%s) in %.1fs", model_id, family.value, time.perf_counter() - started)
     _CACHE[key] = loaded

@@ -11,7 +11,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tenacity import retry, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
+from tenacity import (
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_none,
+    wait_random,
+)
 
 from bot.errors import DataError
 
@@ -67,7 +75,7 @@ def fetch_mindicador(
     @retry(
         retry=retry_if_exception(_is_retryable),
         stop=stop_after_attempt(max_attempts) | stop_after_delay(max_seconds),
-        wait=wait_exponential_jitter(initial=0.5, max=8.0) if backoff else wait_exponential_jitter(0, 0),
+        wait=(wait_exponential(multiplier=0.5, max=8.0) + wait_random(0, 0.5)) if backoff else wait_none(),
         reraise=True,
     )
     def get_year(year: int) -> list[dict[str, object]]:

@@ -1,0 +1,173 @@
+"""Command functions behind the CLI: each takes plain arguments and returns an exit code or data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bot.adapters.configs import read_config
+from bot.adapters.git import GitRepo
+from bot.core.config import HORIZONS, config_hash
+from bot.errors import ChronopsError, ForgeError
+from bot.forge import Forge, LocalForge
+from bot.history import HistoryRecord, read_history, record_optimization
+from bot.pipeline import DRY_RUN_LEVELS, HorizonOutcome, ProgressFactory, RunOptions, new_run_id, run_horizon, utcnow
+from bot.workspace import Workspace, resolve_horizons
+
+Say = Callable[[str], None]
+
+
+def make_forge(ws: Workspace, kind: str | None) -> Forge:
+    kind = kind or ws.settings.forge.kind
+    if kind == "local":
+        repo = GitRepo.open(ws.root)
+        return LocalForge(repo, ws.path("data/forge/pulls.json"), base=ws.settings.forge.base_branch)
+    if kind == "github":
+        try:
+            from bot.github_forge import GitHubForge
+        except ImportError:
+            raise ForgeError("the GitHub forge is not available in this build") from None
+        return GitHubForge.from_environment(ws)
+    raise ChronopsError(f"unknown forge '{kind}' (use local or github)")
+
+
+def run_command(
+    root: Path,
+    *,
+    horizon: str | None,
+    all_: bool,
+    force: bool,
+    dry_run: str | None,
+    automerge: bool | None,
+    force_approve: bool,
+    reason: str | None,
+    forge_kind: str | None,
+    progress: ProgressFactory | None,
+    say: Say,
+) -> int:
+    ws = Workspace.open(root)
+    horizons = resolve_horizons(horizon, all_)
+    if dry_run is not None and dry_run not in DRY_RUN_LEVELS:
+        raise ChronopsError(f"unknown --dry-run level '{dry_run}' (use plan, local or full)")
+    if force_approve and not (reason and reason.strip()):
+        raise ChronopsError("--force-approve needs --reason TEXT (it is recorded in the history and PR body)")
+    if reason and not force_approve:
+        raise ChronopsError("--reason is only used with --force-approve")
+    options = RunOptions(
+        force=force or force_approve,
+        dry_run=dry_run,
+        automerge=automerge,
+        force_approve_reason=reason if force_approve else None,
+    )
+    forge = None if dry_run == "plan" else make_forge(ws, forge_kind)
+    if dry_run == "local" and forge is not None:
+        forge = _scratch_forge(ws)
+    now = utcnow()
+    run_id = new_run_id(now)
+    say(f"run {run_id}: {', '.join(horizons)}" + (f" (dry run: {dry_run})" if dry_run else ""))
+    failures = 0
+    for h in horizons:
+        try:
+            outcome = run_horizon(ws, h, run_id=run_id, now=now, options=options, forge=forge, progress=progress)
+        except ChronopsError as exc:
+            failures += 1
+            say(f"{h}: failed: {exc}")
+            _record_failure(ws, h, run_id, now, str(exc))
+            continue
+        say(describe(outcome))
+    return 1 if failures else 0
+
+
+def _scratch_forge(ws: Workspace) -> Forge:
+    """dry-run local: a throwaway clone whose 'origin' is a throwaway bare copy; nothing leaves it."""
+    import tempfile
+
+    from git import Repo
+
+    tmp = Path(tempfile.mkdtemp(prefix="chronops-dryrun-"))
+    bare = Repo.clone_from(str(ws.root), tmp / "origin.git", bare=True)
+    clone = Repo.clone_from(bare.working_dir or str(tmp / "origin.git"), tmp / "clone")
+    del clone
+    return LocalForge(GitRepo.open(tmp / "clone"), tmp / "pulls.json", base=ws.settings.forge.base_branch)
+
+
+def describe(o: HorizonOutcome) -> str:
+    if o.status == "skipped":
+        reasons = "; ".join(o.decision.reasons) if o.decision and o.decision.reasons else o.message
+        return f"{o.horizon}: skipped ({reasons})"
+    lines = [f"{o.horizon}: {o.verdict.headline if o.verdict else o.status}"]
+    if o.ranking:
+        lines.append(f"  {'rank':>4}  {'config':<26} {'tuning RMSE':>12} {'MAPE %':>8} {'CRPS':>10} {'cov95 %':>8}")
+        for i, (cfg, s) in enumerate(o.ranking[:10]):
+            label = f"ctx={cfg.effective_context_length}" + (
+                f" ns={cfg.num_samples} T={cfg.temperature}" if cfg.num_samples else ""
+            )
+            lines.append(f"  {i + 1:>4}  {label:<26} {s.rmse:>12.3f} {s.mape:>8.3f} {s.crps:>10.3f} {s.coverage95:>8.1f}")
+        if len(o.ranking) > 10:
+            lines.append(f"  ... {len(o.ranking) - 10} more in the JSON report")
+    if o.proposal:
+        p = o.proposal
+        lines.append(f"  pull request #{p.pull.number} {p.action}{' and merged' if p.merged else ''}: {p.pull.title}")
+    elif o.message:
+        lines.append(f"  {o.message}")
+    if o.run_dir:
+        lines.append(f"  report: {o.run_dir / 'pr_body.md'}")
+    return "\n".join(lines)
+
+
+def _record_failure(ws: Workspace, horizon: str, run_id: str, now: Any, message: str) -> None:
+    record_optimization(
+        ws.history_path,
+        HistoryRecord(
+            run_id=run_id, horizon=horizon, optimization_date=now, triggered_by="unknown",
+            performance_degradation_pct=None, drift_severity="NONE", days_since_last=None, success=False,
+            status="failed", notes=message[:500],
+        ),
+    )  # fmt: skip
+
+
+def rollback_command(
+    root: Path, *, horizon: str, to: str | None, reason: str, merge: bool, forge_kind: str | None, say: Say
+) -> None:
+    ws = Workspace.open(root)
+    resolve_horizons(horizon, False)
+    forge = make_forge(ws, forge_kind)
+    pull = forge.rollback(horizon, to=to, reason=reason, merge=merge)
+    now = utcnow()
+    record_optimization(
+        ws.history_path,
+        HistoryRecord(
+            run_id=new_run_id(now), horizon=horizon, optimization_date=now, triggered_by="rollback",
+            performance_degradation_pct=None, drift_severity="NONE", days_since_last=None, success=True,
+            status="rolled_back" if pull.state == "merged" else "rollback_proposed",
+            pull_request=str(pull.number), override_reason=None, notes=f"reverts #{pull.reverts}: {reason}",
+        ),
+    )  # fmt: skip
+    state = "merged" if pull.state == "merged" else "opened (merge it to roll back)"
+    say(f"{horizon}: revert pull request #{pull.number} {state}: {pull.title}")
+
+
+def status_rows(root: Path) -> list[dict[str, Any]]:
+    ws = Workspace.open(root)
+    hist = read_history(ws.history_path)
+    rows = []
+    for h in HORIZONS:
+        row: dict[str, Any] = {"horizon": h}
+        try:
+            cfg = read_config(ws.config_path(h))
+            row.update(
+                model_id=cfg.model_id, context_length=cfg.context_length, num_samples=cfg.num_samples,
+                temperature=cfg.temperature, version=cfg.version, config_hash=config_hash(cfg),
+                source=cfg.provenance.pull_request or cfg.provenance.run_id or cfg.provenance.source,
+                updated_at=cfg.provenance.updated_at,
+            )  # fmt: skip
+        except ChronopsError as exc:
+            row["error"] = str(exc)
+        mine = hist[hist["horizon"] == h] if not hist.empty else hist
+        if not mine.empty:
+            last = mine.sort_values("optimization_date").iloc[-1]
+            row["last_run"] = str(last["optimization_date"])
+            row["last_status"] = last["status"]
+        rows.append(row)
+    return rows

@@ -1,0 +1,536 @@
+"""The validation gate: may a candidate config replace the current one? Pure: no IO, no clock.
+
+Inputs are the pooled `Scores` of both configs on the validation origins (later than, and disjoint
+from, the tuning origins the candidate was picked on) and their per-origin losses on those origins.
+The verdict is a deterministic function of its inputs, so a stored run can be re-judged later.
+
+Criteria (thresholds from `ApprovalSettings`; "improvement" is relative to the current config,
+positive = better):
+
+1. `rmse_or_mape`    RMSE improvement >= min_rmse_improvement_pct OR MAPE improvement >=
+                      min_mape_improvement_pct (the seed's rule).
+2. `error_std`       error standard deviation increase <= max_std_increase_pct.
+3. `inference_time`  inference time increase <= max_inference_time_increase_pct. The caller measures
+                      `Scores.inference_seconds` warm (after a first call) as a median per origin.
+4. `ci95_coverage`   candidate 95% interval coverage >= min_ci95_coverage_pct.
+5. `abs_bias`        |candidate bias| < max_abs_bias (CLP, strict).
+6. `significance`    chance the gain is noise <= max_noise_probability. It is the p-value of a
+                      one-sided Diebold-Mariano test on the paired per-origin losses (see
+                      `paired_noise_test`). With max_noise_probability >= 1.0 it is reported but not
+                      required: exactly the seed's rule.
+
+A percentage change against a current value of 0 is undefined unless the candidate is also 0 (or
+lower); such a criterion fails closed, and a manual override can still ship the candidate.
+
+Initial deployment (no current config): approved when coverage and bias pass AND the candidate
+beats the naive random walk (`beats_naive`: candidate RMSE < naive RMSE on the same origins), since
+the random walk is the forecast any config must beat to be worth deploying. Criteria that need a
+current config are shown as n/a (value None, passed).
+
+Manual override (`force_reason`): approved as "approved_override"; every criterion is still
+evaluated and shown, and the reason is recorded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, cast, get_args
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bot.core.metrics import Scores
+from bot.settings import ApprovalSettings
+
+Decision = Literal["approved", "rejected", "approved_override", "initial_approved", "initial_rejected"]
+DECISIONS: tuple[str, ...] = get_args(Decision)
+NO_CURRENT = "no current config"
+MIN_TEST_ORIGINS = 3
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str  # stable id: rmse_or_mape, error_std, inference_time, ci95_coverage, abs_bias, ...
+    label: str
+    value: float | None
+    threshold: float
+    comparator: str  # how value is compared with threshold: ">=", "<=", "<"
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "value": self.value,
+            "threshold": self.threshold,
+            "comparator": self.comparator,
+            "passed": self.passed,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Criterion:
+        value = raw["value"]
+        return cls(
+            name=str(raw["name"]),
+            label=str(raw["label"]),
+            value=None if value is None else float(value),
+            threshold=float(raw["threshold"]),
+            comparator=str(raw["comparator"]),
+            passed=bool(raw["passed"]),
+            detail=str(raw["detail"]),
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    approved: bool
+    decision: Decision
+    criteria: tuple[Criterion, ...]
+    reasons: tuple[str, ...]
+    rmse_improvement_pct: float | None
+    mape_improvement_pct: float | None
+    noise_probability: float | None
+    initial_deployment: bool
+    override_reason: str | None
+    headline: str
+
+    def criterion(self, name: str) -> Criterion:
+        for crit in self.criteria:
+            if crit.name == name:
+                return crit
+        raise KeyError(f"no criterion named {name!r} (have: {', '.join(c.name for c in self.criteria)})")
+
+    @property
+    def failed(self) -> tuple[Criterion, ...]:
+        return tuple(c for c in self.criteria if not c.passed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "approved": self.approved,
+            "decision": self.decision,
+            "criteria": [c.to_dict() for c in self.criteria],
+            "reasons": list(self.reasons),
+            "rmse_improvement_pct": self.rmse_improvement_pct,
+            "mape_improvement_pct": self.mape_improvement_pct,
+            "noise_probability": self.noise_probability,
+            "initial_deployment": self.initial_deployment,
+            "override_reason": self.override_reason,
+            "headline": self.headline,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Verdict:
+        missing = sorted(set(_VERDICT_KEYS) - set(raw))
+        if missing:
+            raise ValueError(f"verdict is missing {', '.join(missing)}; was it written by chronops?")
+        decision = str(raw["decision"])
+        if decision not in DECISIONS:
+            raise ValueError(f"verdict decision {decision!r} is not one of {', '.join(DECISIONS)}")
+        return cls(
+            approved=bool(raw["approved"]),
+            decision=cast(Decision, decision),
+            criteria=tuple(Criterion.from_dict(c) for c in raw["criteria"]),
+            reasons=tuple(str(r) for r in raw["reasons"]),
+            rmse_improvement_pct=_opt_float(raw["rmse_improvement_pct"]),
+            mape_improvement_pct=_opt_float(raw["mape_improvement_pct"]),
+            noise_probability=_opt_float(raw["noise_probability"]),
+            initial_deployment=bool(raw["initial_deployment"]),
+            override_reason=None if raw["override_reason"] is None else str(raw["override_reason"]),
+            headline=str(raw["headline"]),
+        )
+
+
+_VERDICT_KEYS = (
+    "approved",
+    "decision",
+    "criteria",
+    "reasons",
+    "rmse_improvement_pct",
+    "mape_improvement_pct",
+    "noise_probability",
+    "initial_deployment",
+    "override_reason",
+    "headline",
+)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# --- the paired significance test -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoiseTest:
+    """One-sided Diebold-Mariano test of "the candidate's expected loss is lower"."""
+
+    p_value: float  # the chance the gain is noise; 1.0 when the test cannot be computed
+    statistic: float | None  # HLN-corrected DM statistic, Student-t with n_origins - 1 df
+    n_origins: int  # paired origins used
+    lag: int  # Newey-West lag
+    mean_gain: float | None  # mean of current loss - candidate loss (> 0: candidate better)
+    detail: str
+
+
+def overlap_lag(prediction_length: int, origin_step: int) -> int:
+    """Autocorrelation lags that overlapping forecast windows induce in per-origin losses.
+
+    A window of `prediction_length` steps shares targets with the next ceil(h / step) - 1 windows
+    when origins are `origin_step` observations apart; at step >= h the windows are disjoint and
+    the lag is 0 (Diebold-Mariano's h-1 for the classic one-origin-per-step layout).
+    """
+    if prediction_length < 1 or origin_step < 1:
+        raise ValueError(
+            f"prediction_length ({prediction_length}) and origin_step ({origin_step}) must be >= 1"
+        )
+    return max(0, math.ceil(prediction_length / origin_step) - 1)
+
+
+def paired_noise_test(current_losses: pd.Series, candidate_losses: pd.Series, *, lag: int) -> NoiseTest:
+    """Diebold-Mariano on d_t = current_t - candidate_t, H0: E[d] <= 0, H1: E[d] > 0.
+
+    The series are aligned on their index (origin timestamps); origins present in only one, or
+    with a non-finite loss in either, are left out. The long-run variance of d is Newey-West
+    (Bartlett weights 1 - k/(lag+1), which keep it non-negative), the statistic gets the
+    Harvey-Leybourne-Newbold small-sample factor sqrt((T + 1 - 2h + h(h-1)/T) / T) with
+    h = lag + 1, and is referred to Student-t with T-1 df. At lag 0 this equals the one-sided
+    paired t-test. HLN derived the factor for DM's rectangular weights; with Bartlett weights it
+    is the usual approximation. Fewer than 3 origins, lag >= T - 1 or zero variance give p = 1.0
+    with a detail.
+    """
+    if lag < 0:
+        raise ValueError(f"lag must be >= 0, got {lag}")
+    for name, series in (("current_losses", current_losses), ("candidate_losses", candidate_losses)):
+        if series.index.has_duplicates:
+            raise ValueError(f"{name} has duplicate origins; pass one loss per origin")
+    joined = pd.concat(
+        [current_losses.rename("current"), candidate_losses.rename("candidate")], axis=1, sort=False
+    )
+    joined = joined.sort_index()
+    both = joined.to_numpy(dtype=np.float64)
+    keep = np.isfinite(both).all(axis=1)
+    d = both[keep, 0] - both[keep, 1]
+    n = len(d)
+    left_out = len(joined) - n
+    note = f" ({left_out} unpaired or non-finite origins left out)" if left_out else ""
+    if n < MIN_TEST_ORIGINS:
+        return NoiseTest(1.0, None, n, lag, None, f"only {n} paired origins (need >= 3){note}")
+    mean_gain = float(np.mean(d))
+    lrv = newey_west_variance(d, lag)
+    h = lag + 1
+    hln = (n + 1 - 2 * h + h * (h - 1) / n) / n
+    scale = mean_gain**2 + float(np.mean((d - mean_gain) ** 2))
+    if not lrv > 1e-12 * scale:
+        why = "identical losses" if scale == 0 else "zero variance of the loss difference"
+        return NoiseTest(1.0, None, n, lag, mean_gain, f"{why} over {n} origins; test undefined{note}")
+    if h >= n:  # the HLN factor is <= 0 at h in [n, n+1] and meaningless beyond
+        return NoiseTest(1.0, None, n, lag, mean_gain, f"{n} origins are too few for lag {lag}{note}")
+    statistic = mean_gain / math.sqrt(lrv / n) * math.sqrt(hln)
+    p_value = float(stats.t.sf(statistic, df=n - 1))
+    detail = f"Diebold-Mariano (HLN, t{n - 1}) statistic {statistic:.2f} over {n} origins, lag {lag}{note}"
+    return NoiseTest(p_value, statistic, n, lag, mean_gain, detail)
+
+
+def newey_west_variance(d: np.ndarray, lag: int) -> float:
+    """Long-run variance gamma_0 + 2 sum_k (1 - k/(lag+1)) gamma_k, autocovariances over 1/T."""
+    x = np.asarray(d, dtype=np.float64) - float(np.mean(d))
+    n = len(x)
+    total = float(x @ x) / n
+    for k in range(1, min(lag, n - 1) + 1):
+        total += 2.0 * (1.0 - k / (lag + 1)) * float(x[k:] @ x[:-k]) / n
+    return total
+
+
+# --- the gate ----------------------------------------------------------------------------------
+
+
+def evaluate_gate(
+    *,
+    current: Scores | None,
+    candidate: Scores,
+    naive_rmse: float,
+    current_losses: pd.Series | None,
+    candidate_losses: pd.Series,
+    prediction_length: int,
+    settings: ApprovalSettings,
+    force_reason: str | None = None,
+    origin_step: int | None = None,
+) -> Verdict:
+    """Judge a candidate against the current config (or, with none, against the naive forecast).
+
+    `origin_step` is the spacing of the validation origins in observations; None means
+    `prediction_length` (walk-forward windows that just do not overlap, so the test uses lag 0).
+    """
+    if force_reason is not None and not force_reason.strip():
+        raise ValueError("force_reason must say why the gate is overridden (got an empty string)")
+    lag = overlap_lag(prediction_length, origin_step if origin_step is not None else prediction_length)
+    if current is None:
+        criteria = _initial_criteria(candidate, naive_rmse, settings)
+        rmse_pct = mape_pct = noise = None
+    else:
+        rmse_pct = _improvement(current.rmse, candidate.rmse)
+        mape_pct = _improvement(current.mape, candidate.mape)
+        test = _run_test(current_losses, candidate_losses, lag)
+        noise = None if test is None else test.p_value
+        criteria = _comparison_criteria(current, candidate, rmse_pct, mape_pct, test, settings)
+    failed = [c for c in criteria if not c.passed]
+    initial = current is None
+    decision: Decision
+    if force_reason is not None:
+        decision = "approved_override"
+    elif initial:
+        decision = "initial_rejected" if failed else "initial_approved"
+    else:
+        decision = "rejected" if failed else "approved"
+    reasons = _reasons(decision, criteria, failed, force_reason)
+    body = _initial_body(criteria) if initial else _comparison_body(rmse_pct, mape_pct, noise)
+    headline = _headline(decision, failed, body, force_reason)
+    return Verdict(
+        approved=decision in ("approved", "approved_override", "initial_approved"),
+        decision=decision,
+        criteria=criteria,
+        reasons=reasons,
+        rmse_improvement_pct=rmse_pct,
+        mape_improvement_pct=mape_pct,
+        noise_probability=noise,
+        initial_deployment=initial,
+        override_reason=force_reason,
+        headline=headline,
+    )
+
+
+def _run_test(current: pd.Series | None, candidate: pd.Series, lag: int) -> NoiseTest | None:
+    return None if current is None else paired_noise_test(current, candidate, lag=lag)
+
+
+def _improvement(old: float, new: float) -> float | None:
+    """Relative decrease in percent (positive = lower = better); None when undefined."""
+    change = _increase(old, new)
+    return None if change is None else -change
+
+
+def _increase(old: float, new: float) -> float | None:
+    if not (math.isfinite(old) and math.isfinite(new)):
+        return None
+    if old > 0:
+        return (new - old) * 100.0 / old  # exact for round inputs: 95 vs 100 gives -5.0
+    return 0.0 if new <= old else None
+
+
+def _meets(value: float | None, comparator: str, threshold: float) -> bool:
+    if value is None or not math.isfinite(value):
+        return False
+    if comparator == ">=":
+        return value >= threshold
+    if comparator == "<=":
+        return value <= threshold
+    if comparator == "<":
+        return value < threshold
+    raise ValueError(f"unknown comparator {comparator!r}")  # pragma: no cover
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _pct(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.1f}%"
+
+
+def _comparison_criteria(
+    current: Scores,
+    candidate: Scores,
+    rmse_pct: float | None,
+    mape_pct: float | None,
+    test: NoiseTest | None,
+    s: ApprovalSettings,
+) -> tuple[Criterion, ...]:
+    rmse_ok = _meets(rmse_pct, ">=", s.min_rmse_improvement_pct)
+    mape_ok = _meets(mape_pct, ">=", s.min_mape_improvement_pct)
+    accuracy = Criterion(
+        "rmse_or_mape",
+        "RMSE or MAPE improvement",
+        rmse_pct,
+        s.min_rmse_improvement_pct,
+        ">=",
+        rmse_ok or mape_ok,
+        f"RMSE {current.rmse:.3f} -> {candidate.rmse:.3f} (improvement {_pct(rmse_pct)}, need >= "
+        f"{s.min_rmse_improvement_pct:g}%) or MAPE {current.mape:.3f}% -> {candidate.mape:.3f}% "
+        f"(improvement {_pct(mape_pct)}, need >= {s.min_mape_improvement_pct:g}%)",
+    )
+    std_pct = _increase(current.error_std, candidate.error_std)
+    time_pct = _increase(current.inference_seconds, candidate.inference_seconds)
+    return (
+        accuracy,
+        Criterion(
+            "error_std",
+            "Error standard deviation increase",
+            std_pct,
+            s.max_std_increase_pct,
+            "<=",
+            _meets(std_pct, "<=", s.max_std_increase_pct),
+            f"{current.error_std:.3f} -> {candidate.error_std:.3f} ({_pct(std_pct)}, "
+            f"allowed <= {s.max_std_increase_pct:g}%)",
+        ),
+        Criterion(
+            "inference_time",
+            "Inference time increase",
+            time_pct,
+            s.max_inference_time_increase_pct,
+            "<=",
+            _meets(time_pct, "<=", s.max_inference_time_increase_pct),
+            f"{current.inference_seconds:.3f}s -> {candidate.inference_seconds:.3f}s per origin "
+            f"({_pct(time_pct)}, allowed <= {s.max_inference_time_increase_pct:g}%)",
+        ),
+        _coverage(candidate, s),
+        _bias(candidate, s),
+        _significance(test, s),
+    )
+
+
+def _coverage(candidate: Scores, s: ApprovalSettings) -> Criterion:
+    value = _finite(candidate.coverage95)
+    return Criterion(
+        "ci95_coverage",
+        "95% interval coverage",
+        value,
+        s.min_ci95_coverage_pct,
+        ">=",
+        _meets(value, ">=", s.min_ci95_coverage_pct),
+        f"{_pct(value)} of actuals inside the candidate's 95% interval "
+        f"(need >= {s.min_ci95_coverage_pct:g}%)",
+    )
+
+
+def _bias(candidate: Scores, s: ApprovalSettings) -> Criterion:
+    value = _finite(abs(candidate.bias))
+    return Criterion(
+        "abs_bias",
+        "Absolute bias",
+        value,
+        s.max_abs_bias,
+        "<",
+        _meets(value, "<", s.max_abs_bias),
+        f"mean error {candidate.bias:+.3f} CLP (|bias| must be < {s.max_abs_bias:g})",
+    )
+
+
+def _significance(test: NoiseTest | None, s: ApprovalSettings) -> Criterion:
+    required = s.max_noise_probability < 1.0
+    if test is None:
+        detail = "no per-origin losses for the current config; the test cannot run"
+        return Criterion(
+            "significance",
+            "Chance the gain is noise",
+            None,
+            s.max_noise_probability,
+            "<=",
+            not required,
+            detail,
+        )
+    rule = (
+        f"need <= {_pct(s.max_noise_probability * 100.0)}"
+        if required
+        else "reported only: approval.max_noise_probability >= 1.0 turns the requirement off"
+    )
+    passed = _meets(test.p_value, "<=", s.max_noise_probability) or not required
+    return Criterion(
+        "significance",
+        "Chance the gain is noise",
+        test.p_value,
+        s.max_noise_probability,
+        "<=",
+        passed,
+        f"{_noise_text(test.p_value)} ({rule}); {test.detail}",
+    )
+
+
+def _initial_criteria(candidate: Scores, naive_rmse: float, s: ApprovalSettings) -> tuple[Criterion, ...]:
+    def not_applicable(name: str, label: str, threshold: float, comparator: str) -> Criterion:
+        return Criterion(name, label, None, threshold, comparator, True, NO_CURRENT)
+
+    rmse = _finite(candidate.rmse)
+    beats = rmse is not None and math.isfinite(naive_rmse) and rmse < naive_rmse
+    naive = Criterion(
+        "beats_naive",
+        "Beats the naive random walk",
+        rmse,
+        naive_rmse,
+        "<",
+        beats,
+        f"candidate RMSE {candidate.rmse:.3f} vs naive (last value) RMSE {naive_rmse:.3f} "
+        "on the same origins",
+    )
+    return (
+        not_applicable("rmse_or_mape", "RMSE or MAPE improvement", s.min_rmse_improvement_pct, ">="),
+        not_applicable("error_std", "Error standard deviation increase", s.max_std_increase_pct, "<="),
+        not_applicable("inference_time", "Inference time increase", s.max_inference_time_increase_pct, "<="),
+        _coverage(candidate, s),
+        _bias(candidate, s),
+        not_applicable("significance", "Chance the gain is noise", s.max_noise_probability, "<="),
+        naive,
+    )
+
+
+def _noise_text(p: float | None) -> str:
+    if p is None:
+        return "chance the gain is noise n/a"
+    if 0 < p < 0.001:
+        return "chance the gain is noise <0.1%"
+    return f"chance the gain is noise {p * 100.0:.1f}%"
+
+
+def _change_text(metric: str, improvement: float | None) -> str:
+    if improvement is None:
+        return f"{metric} n/a"
+    change = -improvement
+    return f"{metric} {'+' if change > 0 else ''}{change:.1f}%"
+
+
+def _reasons(
+    decision: Decision, criteria: tuple[Criterion, ...], failed: list[Criterion], force_reason: str | None
+) -> tuple[str, ...]:
+    failures = tuple(f"{c.label} failed: {c.detail}" for c in failed)
+    if decision == "approved_override":
+        return (f"manual override: {force_reason}", *failures)
+    if decision == "initial_approved":
+        return (
+            "initial deployment: no current config; the candidate beats the naive random walk "
+            "and passes coverage and bias",
+        )
+    if decision == "approved":
+        return (f"all {len(criteria)} criteria passed",)
+    return failures
+
+
+def _headline(decision: Decision, failed: list[Criterion], body: str, force_reason: str | None) -> str:
+    failed_names = ", ".join(c.name for c in failed)
+    if decision == "approved":
+        return f"APPROVED: {body}"
+    if decision == "rejected":
+        return f"REJECTED ({failed_names} failed): {body}"
+    if decision == "initial_approved":
+        return f"INITIAL DEPLOYMENT APPROVED: {body}"
+    if decision == "initial_rejected":
+        return f"INITIAL DEPLOYMENT REJECTED ({failed_names} failed): {body}"
+    bypassed = f"; bypassed: {failed_names}" if failed else ""
+    return f"APPROVED BY OVERRIDE ({force_reason}{bypassed}): {body}"
+
+
+def _comparison_body(rmse_pct: float | None, mape_pct: float | None, noise: float | None) -> str:
+    return f"{_change_text('RMSE', rmse_pct)}, {_change_text('MAPE', mape_pct)}, {_noise_text(noise)}"
+
+
+def _initial_body(criteria: tuple[Criterion, ...]) -> str:
+    by_name = {c.name: c for c in criteria}
+    naive, coverage, bias = by_name["beats_naive"], by_name["ci95_coverage"], by_name["abs_bias"]
+    rmse = "n/a" if naive.value is None else f"{naive.value:.3f}"
+    return (
+        f"RMSE {rmse} vs naive {naive.threshold:.3f}, coverage {_pct(coverage.value)}, "
+        f"|bias| {'n/a' if bias.value is None else f'{bias.value:.3f}'}"
+    )

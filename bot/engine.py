@@ -1,0 +1,237 @@
+"""The backtest engine: evaluates candidate configs on walk-forward origins, fast and cached.
+
+Speed by design:
+- T5 candidates that differ only in num_samples share one predict per (context, temperature,
+  origin): the largest num_samples is drawn once and smaller values use the first draws (valid
+  because draws are independent). Their inference time is the measured time of the chunks they use.
+- Samples are drawn in chunks (`search.sample_chunk`), bounding peak memory.
+- Every configuration at an origin uses the same seed (common random numbers), so differences
+  between configs are not sampling luck.
+- A parquet backtest cache keyed by model id + revision, effective config and origin, validated by a
+  fingerprint of exactly the values the forecast read (context window) and was scored on (actuals):
+  the next run computes only new origins, and a revised past value recomputes only the origins
+  whose windows contain it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bot.adapters.chronos import LoadedModel
+from bot.adapters.store import file_lock, read_table, write_table
+from bot.core.backtest import context_window, target_window
+from bot.core.config import Family, HorizonConfig, config_hash
+from bot.core.metrics import STEP_COLUMNS, Scores, pooled_scores, step_rows
+from bot.core.series import fingerprint
+
+ProgressFn = Callable[[int, int], None]
+CACHE_COLUMNS = ["cache_key", "fingerprint", *STEP_COLUMNS, "seconds"]
+
+
+@dataclass
+class Evaluation:
+    config: HorizonConfig
+    key: str
+    steps: pd.DataFrame  # STEP_COLUMNS, one row per origin x step
+    seconds: dict[pd.Timestamp, float] = field(default_factory=dict)  # inference seconds per origin
+
+    def scores(self) -> Scores:
+        return pooled_scores(self.steps, float(np.median(list(self.seconds.values()))) if self.seconds else 0.0)
+
+    def subset(self, origins: Sequence[pd.Timestamp]) -> Evaluation:
+        keep = set(origins)
+        steps = self.steps[self.steps["origin"].isin(keep)].reset_index(drop=True)
+        return Evaluation(self.config, self.key, steps, {o: s for o, s in self.seconds.items() if o in keep})
+
+
+@dataclass
+class EngineStats:
+    predict_calls: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+
+class BacktestCache:
+    """Per-origin step rows, loaded once, saved atomically (locked) at the end of a run."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._rows: dict[tuple[str, pd.Timestamp], tuple[str, pd.DataFrame]] = {}
+        self._dirty = False
+        if path is not None and path.exists():
+            table = read_table(path, columns=CACHE_COLUMNS)
+            for (key, origin), group in table.groupby(["cache_key", "origin"], sort=False):
+                self._rows[(str(key), pd.Timestamp(origin))] = (
+                    str(group["fingerprint"].iloc[0]),
+                    group.reset_index(drop=True),
+                )
+
+    def get(self, key: str, origin: pd.Timestamp, fp: str) -> pd.DataFrame | None:
+        hit = self._rows.get((key, origin))
+        if hit is None or hit[0] != fp:
+            return None
+        return hit[1]
+
+    def put(self, key: str, origin: pd.Timestamp, fp: str, rows: pd.DataFrame, seconds: float) -> None:
+        frame = rows.copy()
+        frame.insert(0, "fingerprint", fp)
+        frame.insert(0, "cache_key", key)
+        frame["seconds"] = seconds
+        self._rows[(key, origin)] = (fp, frame)
+        self._dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self._dirty:
+            return
+        with file_lock(self.path):
+            frames = [rows for _, rows in self._rows.values()]
+            write_table(self.path, pd.concat(frames, ignore_index=True)[CACHE_COLUMNS])
+        self._dirty = False
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def _origin_seed(seed: int, origin: pd.Timestamp) -> int:
+    digest = hashlib.sha256(f"{seed}:{origin.date().isoformat()}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def _chunk_seconds(chunk_seconds: list[float], chunk: int, n: int) -> float:
+    """Seconds to draw the first n samples: whole chunks plus the used fraction of the last."""
+    full, part = divmod(n, chunk)
+    total = sum(chunk_seconds[:full])
+    if part and full < len(chunk_seconds):
+        total += chunk_seconds[full] * part / chunk
+    return total
+
+
+class Engine:
+    def __init__(
+        self,
+        model: LoadedModel,
+        dates: pd.Series,
+        values: np.ndarray,
+        *,
+        seed: int,
+        sample_chunk: int,
+        cache: BacktestCache | None = None,
+    ) -> None:
+        self.model = model
+        self.dates = pd.to_datetime(dates).reset_index(drop=True)
+        self.values = np.asarray(values, dtype=np.float64)
+        self.seed = seed
+        self.sample_chunk = sample_chunk
+        self.cache = cache or BacktestCache(None)
+        self.stats = EngineStats()
+        self._warm = False
+
+    def cache_key(self, cfg: HorizonConfig) -> str:
+        return f"{self.model.model_id}@{self.model.revision}|{config_hash(cfg)}"
+
+    def _fingerprint(self, cfg: HorizonConfig, origin: int) -> str:
+        ctx = context_window(self.values, origin, cfg.effective_context_length)
+        tgt = target_window(self.values, origin, cfg.prediction_length)
+        stamp = f"{self.dates.iloc[origin - len(ctx)].date()}:{self.dates.iloc[origin + len(tgt) - 1].date()}"
+        return f"{fingerprint(np.concatenate([ctx, tgt]))}:{stamp}"
+
+    def _warm_up(self, cfg: HorizonConfig, origin: int) -> None:
+        if not self._warm:
+            ctx = context_window(self.values, origin, cfg.effective_context_length)
+            self.model.predict(ctx, cfg.prediction_length, num_samples=min(self.sample_chunk, 10), seed=0)
+            self._warm = True
+
+    def evaluate(
+        self,
+        configs: Sequence[HorizonConfig],
+        origins: Sequence[int],
+        progress: ProgressFn | None = None,
+    ) -> dict[str, Evaluation]:
+        """Evaluate each config at each origin (index of the first target). Keys are config hashes."""
+        configs = list({config_hash(c): c for c in configs}.values())
+        groups: dict[tuple[object, ...], list[HorizonConfig]] = {}
+        for cfg in configs:
+            group = (cfg.effective_context_length, cfg.temperature, cfg.top_k, cfg.top_p, cfg.prediction_length)
+            if cfg.model_family is not Family.T5:
+                group = (cfg.effective_context_length, cfg.prediction_length)
+            groups.setdefault(group, []).append(cfg)
+        frames: dict[str, list[pd.DataFrame]] = {config_hash(c): [] for c in configs}
+        seconds: dict[str, dict[pd.Timestamp, float]] = {config_hash(c): {} for c in configs}
+        total = len(groups) * len(origins)
+        done = 0
+        for members in groups.values():
+            for origin in origins:
+                self._evaluate_group_at(members, origin, frames, seconds)
+                done += 1
+                if progress:
+                    progress(done, total)
+        self.cache.save()
+        return {
+            config_hash(c): Evaluation(
+                c, config_hash(c), pd.concat(frames[config_hash(c)], ignore_index=True), seconds[config_hash(c)]
+            )
+            for c in configs
+        }
+
+    def _evaluate_group_at(
+        self,
+        members: list[HorizonConfig],
+        origin: int,
+        frames: dict[str, list[pd.DataFrame]],
+        seconds: dict[str, dict[pd.Timestamp, float]],
+    ) -> None:
+        when = pd.Timestamp(self.dates.iloc[origin])
+        fp = self._fingerprint(members[0], origin)
+        cached = {config_hash(c): self.cache.get(self.cache_key(c), when, fp) for c in members}
+        if all(rows is not None for rows in cached.values()):
+            self.stats.cache_hits += len(members)
+            for key, rows in cached.items():
+                assert rows is not None
+                frames[key].append(rows[STEP_COLUMNS])
+                seconds[key][when] = float(rows["seconds"].iloc[0])
+            return
+        self.stats.cache_misses += len(members)
+        lead = members[0]
+        self._warm_up(lead, origin)
+        ctx = context_window(self.values, origin, lead.effective_context_length)
+        actual = target_window(self.values, origin, lead.prediction_length)
+        draws = max((c.num_samples or 0) for c in members) or None
+        forecast, chunk_seconds = self.model.predict(
+            ctx,
+            lead.prediction_length,
+            num_samples=draws,
+            temperature=lead.temperature,
+            top_k=lead.top_k,
+            top_p=lead.top_p,
+            seed=_origin_seed(self.seed, when),
+            sample_chunk=self.sample_chunk,
+        )
+        self.stats.predict_calls += len(chunk_seconds)
+        target_dates = [pd.Timestamp(d) for d in self.dates.iloc[origin : origin + len(actual)]]
+        for cfg in members:
+            key = config_hash(cfg)
+            if cfg.model_family is Family.T5 and cfg.num_samples:
+                used = forecast.head(cfg.num_samples)
+                secs = _chunk_seconds(chunk_seconds, self.sample_chunk, cfg.num_samples)
+            else:
+                used, secs = forecast, sum(chunk_seconds)
+            rows = step_rows(used, actual, float(ctx[-1]), when, target_dates)
+            frames[key].append(rows)
+            seconds[key][when] = secs
+            self.cache.put(self.cache_key(cfg), when, fp, rows, secs)
+
+
+def estimate_seconds(configs: Sequence[HorizonConfig], n_origins: int, seconds_per_call: float) -> float:
+    """Rough cost of a plan: one call per (context, temperature) group and origin, scaled by draws."""
+    groups: dict[tuple[object, ...], int] = {}
+    for cfg in configs:
+        g = (cfg.effective_context_length, cfg.temperature)
+        groups[g] = max(groups.get(g, 0), cfg.num_samples or 1)
+    return sum(n_origins * seconds_per_call * math.ceil(draws / 50) for draws in groups.values())

@@ -1,0 +1,74 @@
+"""A workspace: the repository the bot manages (configs/, data/, chronops.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.core.config import HORIZONS
+from bot.errors import ChronopsError
+from bot.settings import SETTINGS_FILE, Settings, load_settings
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    settings: Settings
+
+    @classmethod
+    def open(cls, root: Path | None = None) -> Workspace:
+        base = (root or Path.cwd()).resolve()
+        if not base.is_dir():
+            raise ChronopsError(f"{base}: workspace directory not found")
+        return cls(base, load_settings(base / SETTINGS_FILE))
+
+    def path(self, rel: str) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def configs_dir(self) -> Path:
+        return self.root / "configs"
+
+    def config_path(self, horizon: str) -> Path:
+        return self.configs_dir / f"{horizon}.json"
+
+    @property
+    def series_path(self) -> Path:
+        return self.path(self.settings.data.series)
+
+    @property
+    def history_path(self) -> Path:
+        return self.path(self.settings.data.history)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path(self.settings.data.metrics)
+
+    @property
+    def forecasts_path(self) -> Path:
+        return self.path(self.settings.data.forecasts)
+
+    @property
+    def cache_path(self) -> Path:
+        return self.path(self.settings.data.cache)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path(self.settings.data.runs)
+
+    @property
+    def live_dir(self) -> Path:
+        return self.path(self.settings.deploy.live_dir)
+
+
+def resolve_horizons(horizon: str | None, all_: bool) -> list[str]:
+    if all_ and horizon:
+        raise ChronopsError("give either --horizon or --all, not both")
+    if all_:
+        return list(HORIZONS)
+    if not horizon:
+        raise ChronopsError("give --horizon H (one of 7d, 15d, 30d, 90d) or --all")
+    if horizon not in HORIZONS:
+        raise ChronopsError(f"unknown horizon '{horizon}' (use one of {', '.join(HORIZONS)})")
+    return [horizon]

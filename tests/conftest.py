@@ -1,0 +1,103 @@
+"""Shared fixtures: real git repositories (bare origin + clone), tiny random-weight models, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REAL_SERIES = REPO_ROOT.parent / "shared" / "data" / "usdclp_daily.csv"
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n")
+    for k, v in GIT_ENV.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "error")
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600) -> CliResult:
+    """Run `python -m bot ARGS` in a subprocess: the real exit code, stdout and stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        check=False,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_one_line_error(result: CliResult, *needles: str) -> None:
+    assert result.code != 0, result
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from bot.adapters.tiny import build_tiny_model
+    from bot.core.config import Family
+
+    return build_tiny_model(Family.T5, tmp_path_factory.mktemp("models") / "t5")
+
+
+@pytest.fixture(scope="session")
+def tiny_bolt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from bot.adapters.tiny import build_tiny_model
+    from bot.core.config import Family
+
+    return build_tiny_model(Family.BOLT, tmp_path_factory.mktemp("models") / "bolt")
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, env={**os.environ, **GIT_ENV}
+    ).stdout.strip()
+
+
+@pytest.fixture
+def git_remote(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(bare origin, clone with one commit on main)."""
+    bare = tmp_path / "origin.git"
+    clone = tmp_path / "repo"
+    git(tmp_path, "init", "--bare", "-b", "main", str(bare))
+    git(tmp_path, "clone", str(bare), str(clone))
+    (clone / "README.md").write_text("test repo\n")
+    git(clone, "add", "-A")
+    git(clone, "commit", "-m", "initial")
+    git(clone, "push", "-u", "origin", "main")
+    yield bare, clone
