@@ -76,7 +76,9 @@ def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int], Callabl
 # ---------------------------------------------------------------------------------------------
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Where to scaffold (default: current directory).")] = Path(),
+    directory: Annotated[
+        Path, typer.Argument(help="Where to scaffold (default: current directory).")
+    ] = Path(),
     model_id: Annotated[
         str, typer.Option(help="model_id for the four configs (Hugging Face id or local directory).")
     ] = "amazon/chronos-t5-small",
@@ -108,7 +110,9 @@ def demo(
 
 @app.command()
 def ingest(
-    source: Annotated[str, typer.Option(help="csv (a date,value CSV or parquet file) or mindicador (live API).")],
+    source: Annotated[
+        str, typer.Option(help="csv (a date,value CSV or parquet file) or mindicador (live API).")
+    ],
     path: Annotated[Path | None, typer.Argument(help="The file, for --source csv.")] = None,
     url: Annotated[str | None, typer.Option(help="mindicador API base URL (default: public API).")] = None,
     start_year: Annotated[int, typer.Option(help="First year to fetch from mindicador.")] = 2003,
@@ -126,7 +130,9 @@ def ingest(
 
 @config_app.command("validate")
 def config_validate(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Config files (default: configs/*.json).")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Config files (default: configs/*.json).")
+    ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Also reject knobs the family ignores and over-limit contexts.")
     ] = False,
@@ -206,7 +212,9 @@ def run(
 def rollback(
     horizon: Annotated[str, typer.Option("--horizon", help="Horizon to roll back.")],
     to: Annotated[str | None, typer.Option("--to", help="PR number or merge sha to revert.")] = None,
-    reason: Annotated[str, typer.Option(help="Why (shown in the revert PR and history).")] = "manual rollback",
+    reason: Annotated[
+        str, typer.Option(help="Why (shown in the revert PR and history).")
+    ] = "manual rollback",
     merge: Annotated[bool, typer.Option("--merge", help="Merge the revert PR right away.")] = False,
     forge: Annotated[str | None, typer.Option(help="local or github (default: settings.forge.kind).")] = None,
     workspace: WorkspaceOpt = Path(),
@@ -214,7 +222,9 @@ def rollback(
     """Revert the last merged bot PR for a horizon with `git revert` (a new commit, no history rewrite)."""
     from bot.commands import rollback_command
 
-    rollback_command(workspace, horizon=horizon, to=to, reason=reason, merge=merge, forge_kind=forge, say=out.print)
+    rollback_command(
+        workspace, horizon=horizon, to=to, reason=reason, merge=merge, forge_kind=forge, say=out.print
+    )
 
 
 @app.command()
@@ -268,7 +278,9 @@ def _write_crash_log() -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps every outcome to an exit code, never shows a traceback for known errors."""
-    logging.basicConfig(level=os.environ.get("CHRONOPS_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("CHRONOPS_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
@@ -289,8 +301,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         code = EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line + a log file
+    except Exception as exc:
         log = _write_crash_log()
-        err.print(f"error: unexpected {type(exc).__name__}: {exc} (details in {log}; please report it)", markup=False)
+        err.print(
+            f"error: unexpected {type(exc).__name__}: {exc} (details in {log}; please report it)",
+            markup=False,
+        )
         code = EXIT_CRASH
     sys.exit(code)

@@ -12,7 +12,15 @@ from bot.core.config import HORIZONS, config_hash
 from bot.errors import ChronopsError, ForgeError
 from bot.forge import Forge, LocalForge
 from bot.history import HistoryRecord, read_history, record_optimization
-from bot.pipeline import DRY_RUN_LEVELS, HorizonOutcome, ProgressFactory, RunOptions, new_run_id, run_horizon, utcnow
+from bot.pipeline import (
+    DRY_RUN_LEVELS,
+    HorizonOutcome,
+    ProgressFactory,
+    RunOptions,
+    new_run_id,
+    run_horizon,
+    utcnow,
+)
 from bot.workspace import Workspace, resolve_horizons
 
 Say = Callable[[str], None]
@@ -28,7 +36,8 @@ def make_forge(ws: Workspace, kind: str | None) -> Forge:
             from bot.github_forge import GitHubForge
         except ImportError:
             raise ForgeError("the GitHub forge is not available in this build") from None
-        return GitHubForge.from_environment(ws)
+        forge: Forge = GitHubForge.from_environment(ws)
+        return forge
     raise ChronopsError(f"unknown forge '{kind}' (use local or github)")
 
 
@@ -69,7 +78,9 @@ def run_command(
     failures = 0
     for h in horizons:
         try:
-            outcome = run_horizon(ws, h, run_id=run_id, now=now, options=options, forge=forge, progress=progress)
+            outcome = run_horizon(
+                ws, h, run_id=run_id, now=now, options=options, forge=forge, progress=progress
+            )
         except ChronopsError as exc:
             failures += 1
             say(f"{h}: failed: {exc}")
@@ -98,17 +109,23 @@ def describe(o: HorizonOutcome) -> str:
         return f"{o.horizon}: skipped ({reasons})"
     lines = [f"{o.horizon}: {o.verdict.headline if o.verdict else o.status}"]
     if o.ranking:
-        lines.append(f"  {'rank':>4}  {'config':<26} {'tuning RMSE':>12} {'MAPE %':>8} {'CRPS':>10} {'cov95 %':>8}")
+        lines.append(
+            f"  {'rank':>4}  {'config':<26} {'tuning RMSE':>12} {'MAPE %':>8} {'CRPS':>10} {'cov95 %':>8}"
+        )
         for i, (cfg, s) in enumerate(o.ranking[:10]):
             label = f"ctx={cfg.effective_context_length}" + (
                 f" ns={cfg.num_samples} T={cfg.temperature}" if cfg.num_samples else ""
             )
-            lines.append(f"  {i + 1:>4}  {label:<26} {s.rmse:>12.3f} {s.mape:>8.3f} {s.crps:>10.3f} {s.coverage95:>8.1f}")
+            lines.append(
+                f"  {i + 1:>4}  {label:<26} {s.rmse:>12.3f} {s.mape:>8.3f} {s.crps:>10.3f} {s.coverage95:>8.1f}"
+            )
         if len(o.ranking) > 10:
             lines.append(f"  ... {len(o.ranking) - 10} more in the JSON report")
     if o.proposal:
         p = o.proposal
-        lines.append(f"  pull request #{p.pull.number} {p.action}{' and merged' if p.merged else ''}: {p.pull.title}")
+        lines.append(
+            f"  pull request #{p.pull.number} {p.action}{' and merged' if p.merged else ''}: {p.pull.title}"
+        )
     elif o.message:
         lines.append(f"  {o.message}")
     if o.run_dir:

@@ -62,7 +62,7 @@ def synthetic_series(seed: int = 7, start: str = "2016-01-04", end: str = "2026-
 def _git(repo: Repo, *args: str) -> str:
     env = {"GIT_AUTHOR_NAME": "demo operator", "GIT_AUTHOR_EMAIL": "operator@demo.local",
            "GIT_COMMITTER_NAME": "demo operator", "GIT_COMMITTER_EMAIL": "operator@demo.local"}  # fmt: skip
-    out: str = repo.git.execute(["git", *args], env=env)  # type: ignore[call-overload]
+    out: str = repo.git.execute(["git", *args], env=env)
     return out
 
 
@@ -85,7 +85,9 @@ def build_workspace(root: Path) -> Path:
         build_tiny_model(Family.T5, ws / MODEL_DIR, seed=0)
     frame, _ = validate_series(synthetic_series(), source="synthetic", max_gap_days=7)
     write_table(ws / "data" / "series.parquet", frame)
-    atomic_write_text(ws / "data" / "SYNTHETIC", "data/series.parquet is a seeded synthetic series, not market data\n")
+    atomic_write_text(
+        ws / "data" / "SYNTHETIC", "data/series.parquet is a seeded synthetic series, not market data\n"
+    )
     if not repo.head.is_valid():
         _git(repo, "add", "-A")
         _git(repo, "commit", "--no-gpg-sign", "-m", "Add chronops configs and settings")
@@ -110,22 +112,34 @@ def run_demo(root: Path, *, progress: ProgressFactory | None, say: Callable[[str
     from bot.commands import describe
 
     for h in HORIZONS:
-        outcomes[h] = run_horizon(ws, h, run_id=run_id, now=now, options=options, forge=forge, progress=progress)
+        outcomes[h] = run_horizon(
+            ws, h, run_id=run_id, now=now, options=options, forge=forge, progress=progress
+        )
         say(describe(outcomes[h]))
     approved = [h for h, o in outcomes.items() if o.verdict and o.verdict.approved]
     if not approved:
-        say("no horizon passed the gate (expected with random weights); approving 7d by recorded manual override")
+        say(
+            "no horizon passed the gate (expected with random weights); approving 7d by recorded manual override"
+        )
         now2 = utcnow()
         override = RunOptions(
             force=True, force_approve_reason=OVERRIDE_REASON,
             command=f'chronops run --horizon 7d --force-approve --reason "{OVERRIDE_REASON}"',
         )  # fmt: skip
-        o = run_horizon(ws, "7d", run_id=new_run_id(now2), now=now2, options=override, forge=forge, progress=progress)
+        o = run_horizon(
+            ws, "7d", run_id=new_run_id(now2), now=now2, options=override, forge=forge, progress=progress
+        )
         say(describe(o))
         approved = ["7d"]
     target = approved[0]
     rollback_command(
-        ws_root, horizon=target, to=None, reason="demo: show rollback by revert", merge=True, forge_kind="local", say=say
+        ws_root,
+        horizon=target,
+        to=None,
+        reason="demo: show rollback by revert",
+        merge=True,
+        forge_kind="local",
+        say=say,
     )
     log = _git(Repo(root / "origin.git"), "log", "--oneline", "--graph", "-n", "12", "main")
     return "\n".join(

@@ -43,7 +43,9 @@ class Evaluation:
     seconds: dict[pd.Timestamp, float] = field(default_factory=dict)  # inference seconds per origin
 
     def scores(self) -> Scores:
-        return pooled_scores(self.steps, float(np.median(list(self.seconds.values()))) if self.seconds else 0.0)
+        return pooled_scores(
+            self.steps, float(np.median(list(self.seconds.values()))) if self.seconds else 0.0
+        )
 
     def subset(self, origins: Sequence[pd.Timestamp]) -> Evaluation:
         keep = set(origins)
@@ -129,7 +131,7 @@ class Engine:
         self.values = np.asarray(values, dtype=np.float64)
         self.seed = seed
         self.sample_chunk = sample_chunk
-        self.cache = cache or BacktestCache(None)
+        self.cache = cache if cache is not None else BacktestCache(None)
         self.stats = EngineStats()
         self._warm = False
 
@@ -158,9 +160,9 @@ class Engine:
         configs = list({config_hash(c): c for c in configs}.values())
         groups: dict[tuple[object, ...], list[HorizonConfig]] = {}
         for cfg in configs:
-            group = (cfg.effective_context_length, cfg.temperature, cfg.top_k, cfg.top_p, cfg.prediction_length)
-            if cfg.model_family is not Family.T5:
-                group = (cfg.effective_context_length, cfg.prediction_length)
+            group: tuple[object, ...] = (cfg.effective_context_length, cfg.prediction_length)
+            if cfg.model_family is Family.T5:
+                group = (*group, cfg.temperature, cfg.top_k, cfg.top_p)
             groups.setdefault(group, []).append(cfg)
         frames: dict[str, list[pd.DataFrame]] = {config_hash(c): [] for c in configs}
         seconds: dict[str, dict[pd.Timestamp, float]] = {config_hash(c): {} for c in configs}
@@ -175,7 +177,10 @@ class Engine:
         self.cache.save()
         return {
             config_hash(c): Evaluation(
-                c, config_hash(c), pd.concat(frames[config_hash(c)], ignore_index=True), seconds[config_hash(c)]
+                c,
+                config_hash(c),
+                pd.concat(frames[config_hash(c)], ignore_index=True),
+                seconds[config_hash(c)],
             )
             for c in configs
         }

@@ -146,7 +146,8 @@ class LocalForge:
         with file_lock(self.records):
             self.git.fetch()
             open_pr = next(
-                (p for p in self._load() if p.branch == branch and p.state == "open" and p.kind == "tune"), None
+                (p for p in self._load() if p.branch == branch and p.state == "open" and p.kind == "tune"),
+                None,
             )
             new_hash = body_hash(proposal.body)
             head = self.git.remote_sha(branch)
@@ -186,7 +187,9 @@ class LocalForge:
     def _branch_has(self, head: str, base_sha: str, files: dict[str, str]) -> bool:
         """The branch is one commit on the current base with exactly these file contents."""
         parent = self.git.git("rev-parse", f"{head}^")
-        return parent == base_sha and all(self.git.show_file(head, p) == t.rstrip("\n") for p, t in files.items())
+        return parent == base_sha and all(
+            self.git.show_file(head, p) == t.rstrip("\n") for p, t in files.items()
+        )
 
     def merge(self, number: int, *, merged_by: str = "bot") -> PullRecord:
         with file_lock(self.records):

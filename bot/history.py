@@ -64,4 +64,5 @@ def get_last_optimization_date(path: Path, horizon: str) -> date | None:
     done = frame[(frame["horizon"] == horizon) & frame["success"].astype(bool)]
     if done.empty:
         return None
-    return pd.Timestamp(done["optimization_date"].max()).date()
+    last: date = pd.Timestamp(done["optimization_date"].max()).date()
+    return last

@@ -29,7 +29,14 @@ from bot.core.gate import Verdict, evaluate_gate
 from bot.core.metrics import STEP_COLUMNS, Scores, per_origin_loss
 from bot.core.search import SearchPlan, build_plan
 from bot.core.series import fingerprint
-from bot.core.triggers import TriggerDecision, decide, drift_check, performance_check, time_check, triggered_by
+from bot.core.triggers import (
+    TriggerDecision,
+    decide,
+    drift_check,
+    performance_check,
+    time_check,
+    triggered_by,
+)
 from bot.engine import BacktestCache, Engine, Evaluation
 from bot.errors import DataError
 from bot.forge import Forge, Proposal, ProposalResult
@@ -87,7 +94,13 @@ def load_series(ws: Workspace, as_of: date | None = None) -> pd.DataFrame:
 
 
 def trigger_decision(
-    ws: Workspace, horizon: str, series: pd.DataFrame, today: date, *, force: bool, backtest_errors: pd.DataFrame | None
+    ws: Workspace,
+    horizon: str,
+    series: pd.DataFrame,
+    today: date,
+    *,
+    force: bool,
+    backtest_errors: pd.DataFrame | None,
 ) -> TriggerDecision:
     """The same decision `chronops check` prints."""
     settings = ws.settings.triggers
@@ -127,7 +140,9 @@ def _plan_for(ws: Workspace, live: HorizonConfig) -> SearchPlan:
 
 def _origins(ws: Workspace, horizon: str, n_obs: int, plan: SearchPlan, live: HorizonConfig) -> OriginPlan:
     s = ws.settings.search
-    max_ctx = max([c.config.effective_context_length for c in plan.candidates] + [live.effective_context_length])
+    max_ctx = max(
+        [c.config.effective_context_length for c in plan.candidates] + [live.effective_context_length]
+    )
     return walk_forward_origins(
         n_obs,
         prediction_length=live.prediction_length,
@@ -142,7 +157,15 @@ def _origins(ws: Workspace, horizon: str, n_obs: int, plan: SearchPlan, live: Ho
 def rank(evals: dict[str, Evaluation]) -> list[tuple[HorizonConfig, Scores]]:
     """Best first: lowest tuning RMSE, then CRPS, then faster, then the config hash (deterministic)."""
     scored = [(e.config, e.scores()) for e in evals.values()]
-    return sorted(scored, key=lambda cs: (round(cs[1].rmse, 9), round(cs[1].crps, 9), cs[1].inference_seconds, config_hash(cs[0])))
+    return sorted(
+        scored,
+        key=lambda cs: (
+            round(cs[1].rmse, 9),
+            round(cs[1].crps, 9),
+            cs[1].inference_seconds,
+            config_hash(cs[0]),
+        ),
+    )
 
 
 def is_initial(cfg: HorizonConfig) -> bool:
@@ -172,7 +195,9 @@ def run_horizon(
     plan = _plan_for(ws, live)
     values = series["value"].to_numpy(dtype=np.float64)
     origins = _origins(ws, horizon, len(values), plan, live)
-    model = (model_loader or (lambda c: load_model(c.model_id, expected_family=c.model_family, workspace=ws.root)))(live)
+    model = (
+        model_loader or (lambda c: load_model(c.model_id, expected_family=c.model_family, workspace=ws.root))
+    )(live)
     engine = Engine(
         model, series["date"], values, seed=ws.settings.search.seed,
         sample_chunk=ws.settings.search.sample_chunk, cache=BacktestCache(ws.cache_path),
@@ -231,7 +256,9 @@ def run_horizon(
     return outcome
 
 
-def _propose(ws: Workspace, forge: Forge, outcome: HorizonOutcome, body: str, options: RunOptions) -> ProposalResult:
+def _propose(
+    ws: Workspace, forge: Forge, outcome: HorizonOutcome, body: str, options: RunOptions
+) -> ProposalResult:
     assert outcome.verdict is not None and outcome.winner is not None
     v = outcome.verdict
     h = outcome.horizon
@@ -345,7 +372,9 @@ def report_context(
         "config_diff": diff,
         "current_config": cur,
         "proposed_config": new,
-        "metrics_table": [{"name": a, "current": b, "candidate": x, "naive": y} for a, b, x, y in metric_rows],
+        "metrics_table": [
+            {"name": a, "current": b, "candidate": x, "naive": y} for a, b, x, y in metric_rows
+        ],
         "validation_scores": {"current": c.as_dict(), "candidate": n.as_dict()},
         "top_candidates": top[:5],
         "all_candidates": top,
@@ -357,7 +386,9 @@ def report_context(
         "trigger": outcome.decision.to_json() if outcome.decision else None,
         "truncated_note": False,
         "stamp": {
-            "series_label": "synthetic USD/CLP-like series" if _is_synthetic(ws) else "USD/CLP dólar observado",
+            "series_label": "synthetic USD/CLP-like series"
+            if _is_synthetic(ws)
+            else "USD/CLP dólar observado",
             "n_obs": len(series),
             "first_date": dates.iloc[0].date().isoformat(),
             "last_date": dates.iloc[-1].date().isoformat(),

@@ -61,7 +61,9 @@ def environment(templates: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.filters["code"] = _code
     env.filters["num"] = _fmt
     env.filters["pct"] = _pct
-    env.filters["tojson_compact"] = lambda v: json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
+    env.filters["tojson_compact"] = lambda v: json.dumps(
+        v, sort_keys=True, separators=(",", ":"), default=str
+    )
     return env
 
 

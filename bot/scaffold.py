@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.adapters.store import atomic_write_text
-from bot.core.config import DEFAULT_PREDICTION_LENGTH, HORIZONS, HorizonConfig, Provenance, detect_family, json_schema
-from bot.core.config import Family, render_config
+from bot.core.config import (
+    DEFAULT_PREDICTION_LENGTH,
+    HORIZONS,
+    Family,
+    HorizonConfig,
+    Provenance,
+    detect_family,
+    json_schema,
+    render_config,
+)
 from bot.settings import DEFAULT_SETTINGS_TOML, SETTINGS_FILE
 
 # Middle of each seed search space: a sensible starting point before the first tune.
@@ -26,7 +34,7 @@ def default_config(horizon: str, model_id: str, family: Family | None = None) ->
     ctx = DEFAULT_CONTEXT[horizon]
     if fam is Family.T5:
         ctx = min(ctx, 512)
-    sampling = {"num_samples": 100, "temperature": 1.0, "top_k": 50, "top_p": 1.0} if fam is Family.T5 else {}
+    t5 = fam is Family.T5
     return HorizonConfig(
         horizon=horizon,
         prediction_length=DEFAULT_PREDICTION_LENGTH[horizon],
@@ -35,7 +43,10 @@ def default_config(horizon: str, model_id: str, family: Family | None = None) ->
         context_length=ctx,
         version=1,
         provenance=Provenance(source="init"),
-        **sampling,
+        num_samples=100 if t5 else None,
+        temperature=1.0 if t5 else None,
+        top_k=50 if t5 else None,
+        top_p=1.0 if t5 else None,
     )
 
 
@@ -58,6 +69,9 @@ def scaffold(root: Path, *, model_id: str, family: Family | None = None) -> tupl
     gitignore = root / ".gitignore"
     existing = gitignore.read_text() if gitignore.exists() else ""
     if "data/*.parquet" not in existing:
-        atomic_write_text(gitignore, existing + ("\n" if existing and not existing.endswith("\n") else "") + WORKSPACE_GITIGNORE)
+        atomic_write_text(
+            gitignore,
+            existing + ("\n" if existing and not existing.endswith("\n") else "") + WORKSPACE_GITIGNORE,
+        )
         (kept if existing else created).append(gitignore)
     return created, kept

@@ -138,7 +138,8 @@ def load_settings(path: Path) -> Settings:
 
 
 def settings_from_dict(raw: dict[str, Any], *, source: str = "settings") -> Settings:
-    return _build(Settings, raw, source, ())
+    settings: Settings = _build(Settings, raw, source, ())
+    return settings
 
 
 def _build(cls: type[Any], raw: object, source: str, path: tuple[str, ...]) -> Any:
@@ -192,7 +193,7 @@ def _check_value(hint: Any, value: Any, source: str, key: tuple[str, ...]) -> An
     if hint is str:
         if not isinstance(value, str):
             raise bad("a string")
-        choices = _CHOICES.get(key[-2:]) if len(key) >= 2 else None
+        choices = _CHOICES.get((key[-2], key[-1])) if len(key) >= 2 else None
         if choices and value not in choices:
             raise SettingsError(f"{source}: '{name}' = {value!r} is not one of {', '.join(sorted(choices))}")
         return value

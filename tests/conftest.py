@@ -43,7 +43,9 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600) -> CliResult:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> CliResult:
     """Run `python -m bot ARGS` in a subprocess: the real exit code, stdout and stderr."""
     proc = subprocess.run(
         [sys.executable, "-m", "bot", *args],

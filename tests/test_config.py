@@ -40,7 +40,14 @@ def test_t5_context_over_limit_is_the_same_effective_config() -> None:
 
 
 def test_family_detected_from_model_id() -> None:
-    cfg = parse_config({"horizon": "7d", "prediction_length": 5, "model_id": "amazon/chronos-bolt-small", "context_length": 90})
+    cfg = parse_config(
+        {
+            "horizon": "7d",
+            "prediction_length": 5,
+            "model_id": "amazon/chronos-bolt-small",
+            "context_length": 90,
+        }
+    )
     assert cfg.model_family is Family.BOLT and cfg.num_samples is None
 
 
@@ -80,7 +87,9 @@ def test_scaffold_defaults_pass_strict() -> None:
 def test_schema_file_is_current() -> None:
     from bot.core.config import json_schema
 
-    on_disk = json.loads((Path(__file__).parent.parent / "configs" / "horizon-config.schema.json").read_text())
+    on_disk = json.loads(
+        (Path(__file__).parent.parent / "configs" / "horizon-config.schema.json").read_text()
+    )
     assert on_disk == json_schema()
 
 
@@ -98,7 +107,9 @@ def test_schema_file_is_current() -> None:
         ),
     ],
 )
-def test_cli_validate_one_line_errors(tmp_path: Path, content: object, strict: bool, needles: list[str]) -> None:
+def test_cli_validate_one_line_errors(
+    tmp_path: Path, content: object, strict: bool, needles: list[str]
+) -> None:
     path = write(tmp_path, "7d.json", content if isinstance(content, str) else json.dumps(content))
     args = ["config", "validate", str(path)] + (["--strict"] if strict else [])
     assert_one_line_error(run_cli(*args), *needles)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import typing
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,7 +62,9 @@ def test_ingest_stores_sorted_series_with_warning(tmp_path: Path) -> None:
         ("date,value\n", "no rows"),
     ],
 )
-def test_rejected_ingest_leaves_store_byte_identical(workspace: Path, tmp_path: Path, content: str, needle: str) -> None:
+def test_rejected_ingest_leaves_store_byte_identical(
+    workspace: Path, tmp_path: Path, content: str, needle: str
+) -> None:
     store = workspace / "data" / "series.parquet"
     before = digest(store)
     bad = tmp_path / "bad.csv"
@@ -76,15 +79,20 @@ def test_rejected_ingest_leaves_store_byte_identical(workspace: Path, tmp_path: 
 def test_binary_garbage_and_missing_file(workspace: Path, tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.csv"
     garbage.write_bytes(bytes(range(256)) * 8)
-    assert_one_line_error(run_cli("ingest", "--source", "csv", str(garbage), "-w", str(workspace)), "garbage.csv")
     assert_one_line_error(
-        run_cli("ingest", "--source", "csv", str(tmp_path / "nope.csv"), "-w", str(workspace)), "file not found"
+        run_cli("ingest", "--source", "csv", str(garbage), "-w", str(workspace)), "garbage.csv"
     )
-    assert_one_line_error(run_cli("ingest", "--source", "ftp", "-w", str(workspace)), "unknown --source 'ftp'")
+    assert_one_line_error(
+        run_cli("ingest", "--source", "csv", str(tmp_path / "nope.csv"), "-w", str(workspace)),
+        "file not found",
+    )
+    assert_one_line_error(
+        run_cli("ingest", "--source", "ftp", "-w", str(workspace)), "unknown --source 'ftp'"
+    )
 
 
 class _Mindicador(BaseHTTPRequestHandler):
-    fail_first: dict[str, int] = {}
+    fail_first: typing.ClassVar[dict[str, int]] = {}
 
     def do_GET(self) -> None:
         year = self.path.rstrip("/").rsplit("/", 1)[-1]
@@ -95,7 +103,8 @@ class _Mindicador(BaseHTTPRequestHandler):
             self.end_headers()
             return
         serie = [
-            {"fecha": f"{year}-01-0{d}T03:00:00.000Z", "valor": 800.0 + int(year) - 2000 + d} for d in (2, 3, 4)
+            {"fecha": f"{year}-01-0{d}T03:00:00.000Z", "valor": 800.0 + int(year) - 2000 + d}
+            for d in (2, 3, 4)
         ]
         body = json.dumps({"version": "1.7.0", "codigo": "dolar", "serie": serie[::-1]}).encode()
         self.send_response(200)
@@ -136,7 +145,9 @@ def test_cli_ingest_mindicador(mindicador: str, tmp_path: Path) -> None:
     _Mindicador.fail_first = {}
     ws = tmp_path / "ws"
     ws.mkdir()
-    result = run_cli("ingest", "--source", "mindicador", "--url", mindicador, "--start-year", "2025", "-w", str(ws))
+    result = run_cli(
+        "ingest", "--source", "mindicador", "--url", mindicador, "--start-year", "2025", "-w", str(ws)
+    )
     assert result.code != 0 or "stored" in result.stdout
     # start-year 2025 .. this year: every year answers with 3 rows
     frame = pd.read_parquet(ws / "data" / "series.parquet")

@@ -116,7 +116,9 @@ def _revision(model_id: str) -> str:
 _CACHE: dict[tuple[str, str], LoadedModel] = {}
 
 
-def load_model(model_id: str, *, expected_family: Family | None = None, workspace: Path | None = None) -> LoadedModel:
+def load_model(
+    model_id: str, *, expected_family: Family | None = None, workspace: Path | None = None
+) -> LoadedModel:
     """Load a Chronos pipeline from a Hugging Face id or a local directory (cached per process)."""
     resolved = model_id
     if workspace is not None and not Path(model_id).is_absolute() and (workspace / model_id).is_dir():
@@ -135,6 +137,10 @@ def load_model(model_id: str, *, expected_family: Family | None = None, workspac
     started = time.perf_counter()
     try:
         from chronos import BaseChronosPipeline
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
 
         looks_local = resolved.startswith((".", "/")) or Path(resolved).exists()
         if looks_local and not Path(resolved).is_dir():

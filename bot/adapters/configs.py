@@ -25,7 +25,9 @@ def read_config(path: Path, *, strict: bool = False) -> HorizonConfig:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise ConfigError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     stem = path.stem if path.stem in HORIZONS else None
     try:
         return parse_config(data, strict=strict, expected_horizon=stem)

@@ -50,7 +50,7 @@ class GitRepo:
     def git(self, *args: str, cwd: Path | None = None) -> str:
         repo = Repo(cwd) if cwd else self.repo
         try:
-            out: str = repo.git.execute(["git", *args], env=_bot_env())  # type: ignore[call-overload]
+            out: str = repo.git.execute(["git", *args], env=_bot_env())
         except GitCommandError as exc:
             raise _fail(exc, " ".join(args[:2])) from None
         return out
@@ -133,7 +133,11 @@ class GitRepo:
         """Fast-forward the checked-out `branch` to the remote when the working tree is clean."""
         repo = self.repo
         try:
-            if repo.head.is_detached or repo.active_branch.name != branch or repo.is_dirty(untracked_files=False):
+            if (
+                repo.head.is_detached
+                or repo.active_branch.name != branch
+                or repo.is_dirty(untracked_files=False)
+            ):
                 return False
         except TypeError:
             return False

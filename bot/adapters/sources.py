@@ -81,7 +81,7 @@ def fetch_mindicador(
     def get_year(year: int) -> list[dict[str, object]]:
         url = f"{base_url.rstrip('/')}/{year}"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (https/http url from settings)
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
                 payload = json.loads(resp.read().decode("utf-8"))
         except urllib.error.HTTPError as exc:
             if exc.code >= 500 or exc.code == 429:

@@ -11,12 +11,28 @@ import contextlib
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 from bot.core.config import Family
 from bot.errors import ModelError
 
 MARKER = "CHRONOPS_RANDOM_WEIGHTS"
-_T5_TINY = {"d_model": 256, "d_ff": 1024, "num_layers": 4, "num_decoder_layers": 4, "num_heads": 4, "d_kv": 64}
+_T5_TINY: dict[str, Any] = {
+    "d_model": 256,
+    "d_ff": 1024,
+    "num_layers": 4,
+    "num_decoder_layers": 4,
+    "num_heads": 4,
+    "d_kv": 64,
+}
+
+_T5_COMMON: dict[str, Any] = {
+    "decoder_start_token_id": 0,
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "feed_forward_proj": "relu",
+    "dropout_rate": 0.1,
+}
 
 
 def is_random_weight_model(path: Path) -> bool:
@@ -41,7 +57,9 @@ def build_tiny_model(family: Family, out: Path, *, seed: int = 0) -> Path:
         else:
             _build_chronos2(out)
     (out / MARKER).write_text(
-        json.dumps({"family": family.value, "seed": seed, "note": "random weights: forecasts are meaningless"})
+        json.dumps(
+            {"family": family.value, "seed": seed, "note": "random weights: forecasts are meaningless"}
+        )
         + "\n"
     )
     return out
@@ -50,10 +68,8 @@ def build_tiny_model(family: Family, out: Path, *, seed: int = 0) -> Path:
 def _build_t5(out: Path) -> None:
     from transformers import T5Config, T5ForConditionalGeneration
 
-    cfg = T5Config(
-        **_T5_TINY, vocab_size=4096, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-        feed_forward_proj="relu", dropout_rate=0.1,
-    )  # fmt: skip
+    kwargs: dict[str, Any] = {**_T5_TINY, **_T5_COMMON, "vocab_size": 4096}
+    cfg = T5Config(**kwargs)
     cfg.chronos_config = {
         "tokenizer_class": "MeanScaleUniformBins",
         "tokenizer_kwargs": {"low_limit": -15.0, "high_limit": 15.0},
@@ -78,10 +94,8 @@ def _build_bolt(out: Path) -> None:
     from chronos.chronos_bolt import ChronosBoltModelForForecasting
     from transformers import T5Config
 
-    cfg = T5Config(
-        **_T5_TINY, vocab_size=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-        feed_forward_proj="relu", dropout_rate=0.1,
-    )  # fmt: skip
+    kwargs: dict[str, Any] = {**_T5_TINY, **_T5_COMMON, "vocab_size": 2}
+    cfg = T5Config(**kwargs)
     cfg.chronos_config = {
         "context_length": 2048,
         "prediction_length": 64,

@@ -261,7 +261,7 @@ def _parse_provenance(chk: _Checker, raw: object) -> Provenance:
     if raw is None:
         return Provenance()
     if not isinstance(raw, dict):
-        chk.fail("provenance", f"{raw!r} must be an object like {{\"source\": \"manual\"}}")
+        chk.fail("provenance", f'{raw!r} must be an object like {{"source": "manual"}}')
         return Provenance()
     allowed = {"source", "run_id", "pull_request", "updated_at"}
     for key, value in raw.items():
@@ -271,7 +271,12 @@ def _parse_provenance(chk: _Checker, raw: object) -> Provenance:
             chk.fail(f"provenance.{key}", f"{value!r} must be a string")
     if any(p.startswith("key 'provenance") for p in chk.problems):
         return Provenance()
-    return Provenance(**{k: raw.get(k) for k in allowed if k in raw})
+    return Provenance(
+        source=str(raw.get("source") or "manual"),
+        run_id=raw.get("run_id"),
+        pull_request=raw.get("pull_request"),
+        updated_at=raw.get("updated_at"),
+    )
 
 
 def json_schema() -> dict[str, Any]:
@@ -317,7 +322,8 @@ def json_schema() -> dict[str, Any]:
                 "type": "object",
                 "additionalProperties": False,
                 "properties": {
-                    k: {"type": ["string", "null"]} for k in ("source", "run_id", "pull_request", "updated_at")
+                    k: {"type": ["string", "null"]}
+                    for k in ("source", "run_id", "pull_request", "updated_at")
                 },
             },
         },

@@ -88,7 +88,7 @@ class Forecast:
             return sample_crps(self.samples, y)
         assert self.levels is not None and self.quantiles is not None
         losses = [pinball(self.quantiles[i], y, q) for i, q in enumerate(self.levels)]
-        return 2.0 * np.mean(losses, axis=0)
+        return np.asarray(2.0 * np.mean(losses, axis=0))
 
 
 def _norm_ppf(p: float) -> float:
@@ -99,7 +99,7 @@ def _norm_ppf(p: float) -> float:
 
 def pinball(pred: np.ndarray, actual: np.ndarray, q: float) -> np.ndarray:
     diff = actual - pred
-    return np.maximum(q * diff, (q - 1.0) * diff)
+    return np.asarray(np.maximum(q * diff, (q - 1.0) * diff))
 
 
 def sample_crps(samples: np.ndarray, actual: np.ndarray) -> np.ndarray:
@@ -117,7 +117,11 @@ STEP_COLUMNS = ["origin", "step", "target_date", "actual", "point", "lo95", "hi9
 
 
 def step_rows(
-    forecast: Forecast, actual: np.ndarray, last_value: float, origin: pd.Timestamp, target_dates: list[pd.Timestamp]
+    forecast: Forecast,
+    actual: np.ndarray,
+    last_value: float,
+    origin: pd.Timestamp,
+    target_dates: list[pd.Timestamp],
 ) -> pd.DataFrame:
     """One row per forecast step, the unit every pooled metric is computed from."""
     lo, hi = forecast.interval95()

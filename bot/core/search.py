@@ -41,8 +41,13 @@ def build_plan(
     family = base.model_family
     limit = CONTEXT_LIMIT[family]
     ignored: tuple[str, ...] = ()
+    grid: list[tuple[int, int | None, float | None]]
     if family is Family.T5:
-        grid = list(itertools.product(sorted(set(context_lengths)), sorted(set(num_samples)), sorted(set(temperatures))))
+        grid = list(
+            itertools.product(
+                sorted(set(context_lengths)), sorted(set(num_samples)), sorted(set(temperatures))
+            )
+        )
     else:
         grid = [(c, None, None) for c in sorted(set(context_lengths))]
         ignored = ("num_samples", "temperature", "top_k", "top_p")
@@ -73,5 +78,9 @@ def sample_candidates(plan: SearchPlan, n: int, seed: int) -> SearchPlan:
     rng = random.Random(seed)
     picked = sorted(rng.sample(range(len(plan.candidates)), n))
     return SearchPlan(
-        plan.horizon, plan.family, tuple(plan.candidates[i] for i in picked), plan.duplicates, plan.ignored_knobs
+        plan.horizon,
+        plan.family,
+        tuple(plan.candidates[i] for i in picked),
+        plan.duplicates,
+        plan.ignored_knobs,
     )

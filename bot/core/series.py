@@ -20,7 +20,9 @@ class SeriesReport:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
-def validate_series(raw: pd.DataFrame, *, source: str, max_gap_days: int) -> tuple[pd.DataFrame, SeriesReport]:
+def validate_series(
+    raw: pd.DataFrame, *, source: str, max_gap_days: int
+) -> tuple[pd.DataFrame, SeriesReport]:
     """Check a raw `date,value` frame and return it as (datetime64 'date', float 'value'), sorted.
 
     Raises DataError with one line naming `source` and the first problem.
