@@ -267,6 +267,56 @@ def history(horizon: HorizonOpt = None, json_: JsonOpt = False, workspace: Works
     out.print(table)
 
 
+@app.command()
+def validate(
+    run_id: Annotated[str, typer.Option("--run", help="Run id (a folder under data/runs/).")],
+    horizon: HorizonOpt = None,
+    min_rmse_improvement_pct: Annotated[float | None, typer.Option(help="Override the threshold.")] = None,
+    min_mape_improvement_pct: Annotated[float | None, typer.Option(help="Override the threshold.")] = None,
+    max_std_increase_pct: Annotated[float | None, typer.Option(help="Override the threshold.")] = None,
+    max_inference_time_increase_pct: Annotated[float | None, typer.Option(help="Override the threshold.")] = None,
+    min_ci95_coverage_pct: Annotated[float | None, typer.Option(help="Override the threshold.")] = None,
+    max_abs_bias: Annotated[float | None, typer.Option(help="Override the threshold (CLP).")] = None,
+    max_noise_probability: Annotated[float | None, typer.Option(help="Override; 1.0 = seed's exact rule.")] = None,
+    json_: JsonOpt = False,
+    workspace: WorkspaceOpt = Path(),
+) -> None:
+    """Re-run the gate on a stored run's per-origin results (no forecast is recomputed)."""
+    import json
+
+    from bot.revalidate import revalidate, run_dirs, with_overrides
+    from bot.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    approval = with_overrides(
+        ws.settings.approval,
+        {
+            "min_rmse_improvement_pct": min_rmse_improvement_pct,
+            "min_mape_improvement_pct": min_mape_improvement_pct,
+            "max_std_increase_pct": max_std_increase_pct,
+            "max_inference_time_increase_pct": max_inference_time_increase_pct,
+            "min_ci95_coverage_pct": min_ci95_coverage_pct,
+            "max_abs_bias": max_abs_bias,
+            "max_noise_probability": max_noise_probability,
+        },
+    )
+    docs = []
+    for run_dir in run_dirs(ws, run_id):
+        if horizon and run_dir.name != horizon:
+            continue
+        verdict, stored = revalidate(run_dir, approval)
+        same = stored is not None and stored.to_dict() == verdict.to_dict()
+        docs.append({"horizon": run_dir.name, "verdict": verdict.to_dict(), "same_as_stored": same})
+        if not json_:
+            out.print(f"{run_dir.name}: {verdict.headline}" + ("" if same else "  (differs from the stored verdict)"))
+            for c in verdict.criteria:
+                mark = "pass" if c.passed else "FAIL"
+                value = "n/a" if c.value is None else f"{c.value:.4g}"
+                out.print(f"  {mark}  {c.label}: {value} {c.comparator} {c.threshold:g}")
+    if json_:
+        out.print_json(json.dumps({"run_id": run_id, "horizons": docs}, default=str))
+
+
 # ---------------------------------------------------------------------------------------------
 def _write_crash_log() -> Path:
     fd, name = tempfile.mkstemp(prefix="chronops-crash-", suffix=".log")

@@ -224,6 +224,7 @@ def run_horizon(
         prediction_length=live.prediction_length,
         settings=ws.settings.approval,
         force_reason=options.force_approve_reason,
+        origin_step=origins.step,
     )
     run_dir = ws.runs_dir / run_id / horizon
     new_cfg = winner.with_knobs(

@@ -1,0 +1,79 @@
+"""`chronops validate --run RUN_ID`: re-run the gate from stored per-origin results.
+
+Not a single forecast is recomputed: the scores and per-origin losses come from
+data/runs/<run_id>/<horizon>/results.parquet, so operators can tune thresholds and see the verdict
+each setting would have given.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bot.adapters.store import read_table
+from bot.core.gate import Verdict, evaluate_gate
+from bot.core.metrics import per_origin_loss, pooled_scores
+from bot.errors import DataError
+from bot.settings import ApprovalSettings
+from bot.workspace import Workspace
+
+RESULT_COLUMNS = ["config_key", "set", "origin", "step", "actual", "point", "lo95", "hi95", "crps", "naive", "seconds"]
+
+
+def run_dirs(ws: Workspace, run_id: str) -> list[Path]:
+    base = ws.runs_dir / run_id
+    if not base.is_dir():
+        known = sorted(p.name for p in ws.runs_dir.iterdir()) if ws.runs_dir.is_dir() else []
+        hint = f" (known runs: {', '.join(known[-5:])})" if known else " (no runs stored yet)"
+        raise DataError(f"run '{run_id}' not found under {ws.runs_dir}{hint}")
+    dirs = sorted(p for p in base.iterdir() if (p / "results.parquet").exists())
+    if not dirs:
+        raise DataError(f"{base}: no stored per-origin results")
+    return dirs
+
+
+def revalidate(run_dir: Path, approval: ApprovalSettings) -> tuple[Verdict, Verdict | None]:
+    """(re-evaluated verdict, verdict stored by the original run)."""
+    meta = json.loads((run_dir / "results_meta.json").read_text())
+    results = read_table(run_dir / "results.parquet", columns=RESULT_COLUMNS)
+    val = results[results["set"] == "validation"]
+
+    def scores_of(key: str) -> tuple[Any, pd.Series]:
+        rows = val[val["config_key"] == key]
+        if rows.empty:
+            raise DataError(f"{run_dir}: no validation rows for config {key}")
+        secs = rows.groupby("origin")["seconds"].first()
+        return pooled_scores(rows, float(np.median(secs))), per_origin_loss(rows)
+
+    cand, cand_losses = scores_of(meta["winner_key"])
+    current = current_losses = None
+    if not meta["initial"]:
+        current, current_losses = scores_of(meta["current_key"])
+    stored = None
+    report = run_dir / "report.json"
+    override = None
+    if report.exists():
+        stored = Verdict.from_dict(json.loads(report.read_text())["verdict"])
+        override = stored.override_reason
+    verdict = evaluate_gate(
+        current=current,
+        candidate=cand,
+        naive_rmse=cand.naive_rmse,
+        current_losses=current_losses,
+        candidate_losses=cand_losses,
+        prediction_length=int(meta["prediction_length"]),
+        settings=approval,
+        force_reason=override,
+        origin_step=int(meta["origin_step"]),
+    )
+    return verdict, stored
+
+
+def with_overrides(approval: ApprovalSettings, overrides: dict[str, float | None]) -> ApprovalSettings:
+    changes = {k: float(v) for k, v in overrides.items() if v is not None}
+    return replace(approval, **changes)
