@@ -16,13 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bot.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_USAGE, ChronopsError
+from bot.secrets import redact
 
 app = typer.Typer(
     name="chronops",
@@ -183,8 +183,6 @@ def run(
             "--dry-run",
             help="plan: search and gate, write nothing to git; local: commit in a temporary worktree, "
             "push nowhere; full: everything but merging.",
-            is_flag=False,
-            flag_value="plan",
         ),
     ] = None,
     automerge: Annotated[
@@ -195,15 +193,27 @@ def run(
     ] = False,
     reason: Annotated[str | None, typer.Option(help="Why --force-approve was used (recorded).")] = None,
     forge: Annotated[str | None, typer.Option(help="local or github (default: settings.forge.kind).")] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option(help="search: triggers+search+gate into --out DIR; propose: PRs from --from DIR."),
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where --stage search writes.")] = None,
+    from_dir: Annotated[
+        Path | None, typer.Option("--from", help="Search results for --stage propose.")
+    ] = None,
     workspace: WorkspaceOpt = Path(),
 ) -> None:
-    """Run the loop: triggers → search → gate → report → pull request (merged when approved)."""
+    """Run the loop: triggers → search → gate → report → pull request (merged when approved).
+
+    In GitHub Actions the matrix splits it: `--stage search --out DIR` per horizon, then one
+    `--stage propose --from DIR` job with write permissions."""
     from bot.commands import run_command
 
     with progress_bars() as progress:
         code = run_command(
             workspace, horizon=horizon, all_=all_, force=force, dry_run=dry_run, automerge=automerge,
             force_approve=force_approve, reason=reason, forge_kind=forge, progress=progress, say=out.print,
+            stage=stage, out_dir=out_dir, from_dir=from_dir,
         )  # fmt: skip
     raise typer.Exit(code)
 
@@ -228,23 +238,22 @@ def rollback(
 
 
 @app.command()
-def status(json_: JsonOpt = False, workspace: WorkspaceOpt = Path()) -> None:
-    """What is live per horizon, and the last run's outcome."""
-    from bot.commands import status_rows
+def status(
+    json_: JsonOpt = False,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="A date (YYYY-MM-DD): which config was live per horizon at the end of that day "
+            "(UTC), from the git history of the base branch.",
+        ),
+    ] = None,
+    workspace: WorkspaceOpt = Path(),
+) -> None:
+    """What is live per horizon (since when, from which PR), the last run, the next scheduled run, KPIs."""
+    from bot.dashboard import status_command
 
-    rows = status_rows(workspace)
-    if json_:
-        import json
-
-        out.print_json(json.dumps(rows, default=str))
-        return
-    table = Table("horizon", "model", "context", "ns", "T", "version", "from", "last run", "outcome")
-    for r in rows:
-        table.add_row(*(str(r.get(k, "")) for k in (
-            "horizon", "model_id", "context_length", "num_samples", "temperature", "version", "source",
-            "last_run", "last_status",
-        )))  # fmt: skip
-    out.print(table)
+    status_command(workspace, at=at, as_json=json_, console=out)
 
 
 @app.command()
@@ -267,6 +276,29 @@ def history(horizon: HorizonOpt = None, json_: JsonOpt = False, workspace: Works
     out.print(table)
 
 
+@app.command("schedule-guard")
+def schedule_guard() -> None:
+    """Exit 0 when it is Sunday 02:xx in America/Santiago, else 10 (the workflow's skip signal).
+
+    With CHRONOPS_SCHEDULE set to the cron line that fired, judges that nominal slot (GitHub starts
+    scheduled runs late under load) instead of the current time."""
+    from datetime import UTC, datetime
+
+    from bot.schedule import cron_slot, is_santiago_run_window
+
+    now = datetime.now(UTC)
+    cron = os.environ.get("CHRONOPS_SCHEDULE", "").strip()
+    try:
+        when = cron_slot(cron, now) if cron else now
+    except ValueError as exc:
+        raise ChronopsError(str(exc)) from None
+    if is_santiago_run_window(when):
+        out.print(f"in window: {when.isoformat()} is Sunday 02:xx in America/Santiago")
+        return
+    out.print(f"outside window: {when.isoformat()} is not Sunday 02:xx in America/Santiago; skipping")
+    raise typer.Exit(10)
+
+
 @app.command()
 def validate(
     run_id: Annotated[str, typer.Option("--run", help="Run id (a folder under data/runs/).")],
@@ -274,10 +306,14 @@ def validate(
     min_rmse_improvement_pct: Annotated[float | None, typer.Option(help="Override the threshold.")] = None,
     min_mape_improvement_pct: Annotated[float | None, typer.Option(help="Override the threshold.")] = None,
     max_std_increase_pct: Annotated[float | None, typer.Option(help="Override the threshold.")] = None,
-    max_inference_time_increase_pct: Annotated[float | None, typer.Option(help="Override the threshold.")] = None,
+    max_inference_time_increase_pct: Annotated[
+        float | None, typer.Option(help="Override the threshold.")
+    ] = None,
     min_ci95_coverage_pct: Annotated[float | None, typer.Option(help="Override the threshold.")] = None,
     max_abs_bias: Annotated[float | None, typer.Option(help="Override the threshold (CLP).")] = None,
-    max_noise_probability: Annotated[float | None, typer.Option(help="Override; 1.0 = seed's exact rule.")] = None,
+    max_noise_probability: Annotated[
+        float | None, typer.Option(help="Override; 1.0 = seed's exact rule.")
+    ] = None,
     json_: JsonOpt = False,
     workspace: WorkspaceOpt = Path(),
 ) -> None:
@@ -308,7 +344,10 @@ def validate(
         same = stored is not None and stored.to_dict() == verdict.to_dict()
         docs.append({"horizon": run_dir.name, "verdict": verdict.to_dict(), "same_as_stored": same})
         if not json_:
-            out.print(f"{run_dir.name}: {verdict.headline}" + ("" if same else "  (differs from the stored verdict)"))
+            out.print(
+                f"{run_dir.name}: {verdict.headline}"
+                + ("" if same else "  (differs from the stored verdict)")
+            )
             for c in verdict.criteria:
                 mark = "pass" if c.passed else "FAIL"
                 value = "n/a" if c.value is None else f"{c.value:.4g}"
@@ -317,13 +356,72 @@ def validate(
         out.print_json(json.dumps({"run_id": run_id, "horizons": docs}, default=str))
 
 
+@app.command()
+def dashboard(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write index.html to (e.g. site/).")],
+    workspace: WorkspaceOpt = Path(),
+) -> None:
+    """Write the static HTML dashboard (self-contained: inline CSS and SVG, no external hosts)."""
+    from datetime import UTC, datetime
+
+    from bot.dashboard import write_dashboard
+    from bot.workspace import Workspace
+
+    path = write_dashboard(Workspace.open(workspace), out_dir, datetime.now(UTC))
+    out.print(f"dashboard written to {path}")
+
+
+@app.command()
+def watchdog(
+    max_days: Annotated[
+        int | None, typer.Option("--max-days", help="Override watchdog.max_days_without_run.")
+    ] = None,
+    forge: Annotated[str | None, typer.Option(help="local or github (default: settings.forge.kind).")] = None,
+    email: Annotated[
+        bool, typer.Option("--email/--no-email", help="Email run_missed when runs were missed.")
+    ] = True,
+    json_: JsonOpt = False,
+    workspace: WorkspaceOpt = Path(),
+) -> None:
+    """Alert when no optimization run succeeded for too long. Exit 0 healthy, 6 runs missed."""
+    import json
+    from datetime import UTC, datetime
+
+    from bot.watchdog import watchdog_command
+    from bot.workspace import Workspace
+
+    code, health = watchdog_command(
+        Workspace.open(workspace), now=datetime.now(UTC), max_days=max_days, forge_kind=forge, email=email,
+        say=(lambda _: None) if json_ else out.print,
+    )  # fmt: skip
+    if json_:
+        out.print_json(json.dumps(health.to_dict(), default=str))
+    raise typer.Exit(code)
+
+
 # ---------------------------------------------------------------------------------------------
 def _write_crash_log() -> Path:
     fd, name = tempfile.mkstemp(prefix="chronops-crash-", suffix=".log")
     with os.fdopen(fd, "w") as fh:
         fh.write(f"chronops crashed: {' '.join(sys.argv)}\n\n")
-        fh.write(traceback.format_exc())
+        fh.write(redact(traceback.format_exc()))
     return Path(name)
+
+
+# typer >= 0.20 vendors click; find its exception classes without importing a private module.
+_ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+DRY_RUN_LEVELS = ("plan", "local", "full")
+
+
+def _normalize_dry_run(argv: list[str]) -> list[str]:
+    """`--dry-run` alone means `--dry-run plan` (typer has no optional option values)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--dry-run" and (i + 1 == len(argv) or argv[i + 1] not in DRY_RUN_LEVELS):
+            out.append("plan")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -334,27 +432,28 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
-        result = app(args=argv, standalone_mode=False)
+        args = _normalize_dry_run(list(sys.argv[1:] if argv is None else argv))
+        result = app(args=args, standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except ChronopsError as exc:
-        for line in str(exc).splitlines() or [type(exc).__name__]:
+        for line in redact(str(exc)).splitlines() or [type(exc).__name__]:
             err.print(f"error: {line}", markup=False, highlight=False)
         code = exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("interrupted")
         code = EXIT_INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
-        code = EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+    except _ClickException as exc:
+        exc.show()  # type: ignore[attr-defined]
+        code = EXIT_USAGE if isinstance(exc, _UsageError) else int(getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         err.print("interrupted")
         code = EXIT_INTERRUPTED
     except Exception as exc:
         log = _write_crash_log()
         err.print(
-            f"error: unexpected {type(exc).__name__}: {exc} (details in {log}; please report it)",
+            redact(f"error: unexpected {type(exc).__name__}: {exc} (details in {log}; please report it)"),
             markup=False,
         )
         code = EXIT_CRASH

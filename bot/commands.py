@@ -30,7 +30,12 @@ def make_forge(ws: Workspace, kind: str | None) -> Forge:
     kind = kind or ws.settings.forge.kind
     if kind == "local":
         repo = GitRepo.open(ws.root)
-        return LocalForge(repo, ws.path("data/forge/pulls.json"), base=ws.settings.forge.base_branch)
+        return LocalForge(
+            repo,
+            ws.path("data/forge/pulls.json"),
+            base=ws.settings.forge.base_branch,
+            snooze_weeks=ws.settings.triggers.snooze_weeks,
+        )
     if kind == "github":
         try:
             from bot.github_forge import GitHubForge
@@ -54,9 +59,18 @@ def run_command(
     forge_kind: str | None,
     progress: ProgressFactory | None,
     say: Say,
+    stage: str | None = None,
+    out_dir: Path | None = None,
+    from_dir: Path | None = None,
 ) -> int:
     ws = Workspace.open(root)
     horizons = resolve_horizons(horizon, all_)
+    if stage not in (None, "search", "propose"):
+        raise ChronopsError(f"unknown --stage '{stage}' (use search or propose)")
+    if stage == "search" and out_dir is None:
+        raise ChronopsError("--stage search needs --out DIR (where the results go)")
+    if stage == "propose" and (from_dir is None or not from_dir.is_dir()):
+        raise ChronopsError(f"--stage propose needs --from DIR with search results (got {from_dir})")
     if dry_run is not None and dry_run not in DRY_RUN_LEVELS:
         raise ChronopsError(f"unknown --dry-run level '{dry_run}' (use plan, local or full)")
     if force_approve and not (reason and reason.strip()):
@@ -69,12 +83,22 @@ def run_command(
         automerge=automerge,
         force_approve_reason=reason if force_approve else None,
     )
-    forge = None if dry_run == "plan" else make_forge(ws, forge_kind)
+    options.stage = stage
+    forge = None if dry_run == "plan" or stage == "search" else make_forge(ws, forge_kind)
     if dry_run == "local" and forge is not None:
         forge = _scratch_forge(ws)
     now = utcnow()
     run_id = new_run_id(now)
     say(f"run {run_id}: {', '.join(horizons)}" + (f" (dry run: {dry_run})" if dry_run else ""))
+    if stage == "propose":
+        assert from_dir is not None
+        from bot.stages import propose_from
+
+        for outcome in propose_from(
+            ws, from_dir, horizons, forge=forge, options=options, run_id=run_id, now=now
+        ):
+            say(describe(outcome))
+        return 0
     failures = 0
     for h in horizons:
         try:
@@ -87,6 +111,11 @@ def run_command(
             _record_failure(ws, h, run_id, now, str(exc))
             continue
         say(describe(outcome))
+        if stage == "search":
+            from bot.stages import export_search
+
+            assert out_dir is not None
+            say(f"  search results: {export_search(outcome, out_dir)}")
     return 1 if failures else 0
 
 

@@ -38,8 +38,8 @@ DEMO_SETTINGS = """\
 [search]
 num_samples = [10, 20]
 temperature = [0.8, 1.0]
-tuning_origins = 6
-validation_origins = 6
+tuning_origins = 4
+validation_origins = 4
 sample_chunk = 20
 
 [forge]

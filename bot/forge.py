@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Protocol
 
 from bot.adapters.git import GitRepo
 from bot.adapters.store import atomic_write_text, file_lock
+from bot.core.snooze import is_snoozed, snooze_until
 from bot.errors import ForgeError
 
 BRANCH_PREFIX = "chronops/"
@@ -68,14 +70,14 @@ class PullRecord:
 @dataclass(frozen=True)
 class ProposalResult:
     pull: PullRecord
-    action: str  # created | updated | unchanged
+    action: str  # created | updated | unchanged | snoozed (pull is the closed one; nothing was written)
     merged: bool = False
 
 
 class Forge(Protocol):
     name: str
 
-    def propose(self, proposal: Proposal) -> ProposalResult: ...
+    def propose(self, proposal: Proposal, *, triggers_changed: bool = False) -> ProposalResult: ...
 
     def merge(self, number: int) -> PullRecord: ...
 
@@ -83,9 +85,27 @@ class Forge(Protocol):
 
     def rollback(self, horizon: str, *, to: str | None, reason: str, merge: bool) -> PullRecord: ...
 
+    def snoozed_until(self, horizon: str) -> datetime | None: ...
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def latest_closed_unmerged(pulls: list[PullRecord], horizon: str) -> PullRecord | None:
+    """The horizon's latest tune PR when it was closed without merging (a "not now"), else None."""
+    tunes = [p for p in pulls if p.horizon == horizon and p.kind == "tune"]
+    latest = max(tunes, key=lambda p: p.number, default=None)
+    return latest if latest is not None and latest.state == "closed" and latest.closed_at else None
+
+
+def snooze_end(pulls: list[PullRecord], horizon: str, *, now: datetime, weeks: int) -> datetime | None:
+    """When the horizon's snooze ends, if one is in force at `now` (see bot.core.snooze)."""
+    closed = latest_closed_unmerged(pulls, horizon)
+    closed_at = datetime.fromisoformat(closed.closed_at) if closed and closed.closed_at else None
+    if closed_at is None or not is_snoozed(closed_at, now, weeks, triggers_changed=False):
+        return None
+    return snooze_until(closed_at, weeks)
 
 
 def pick_rollback_target(pulls: list[PullRecord], horizon: str, to: str | None) -> PullRecord:
@@ -111,10 +131,20 @@ class LocalForge:
 
     name = "local"
 
-    def __init__(self, repo: GitRepo, records: Path, *, base: str = "main") -> None:
+    def __init__(
+        self,
+        repo: GitRepo,
+        records: Path,
+        *,
+        base: str = "main",
+        snooze_weeks: int = 4,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.git = repo
         self.records = records
         self.base = base
+        self.snooze_weeks = snooze_weeks
+        self.clock = clock or (lambda: datetime.now(UTC))
 
     # records -----------------------------------------------------------------------------------
     def _load(self) -> list[PullRecord]:
@@ -140,10 +170,19 @@ class LocalForge:
     def _next_number(self) -> int:
         return max((p.number for p in self._load()), default=0) + 1
 
+    def closed_unmerged(self, horizon: str) -> PullRecord | None:
+        return latest_closed_unmerged(self._load(), horizon)
+
+    def snoozed_until(self, horizon: str) -> datetime | None:
+        return snooze_end(self._load(), horizon, now=self.clock(), weeks=self.snooze_weeks)
+
     # operations --------------------------------------------------------------------------------
-    def propose(self, proposal: Proposal) -> ProposalResult:
+    def propose(self, proposal: Proposal, *, triggers_changed: bool = False) -> ProposalResult:
         branch = branch_for(proposal.horizon)
         with file_lock(self.records):
+            closed = self.closed_unmerged(proposal.horizon)
+            if closed is not None and not triggers_changed and self.snoozed_until(proposal.horizon):
+                return ProposalResult(closed, "snoozed")
             self.git.fetch()
             open_pr = next(
                 (p for p in self._load() if p.branch == branch and p.state == "open" and p.kind == "tune"),

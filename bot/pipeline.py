@@ -41,7 +41,7 @@ from bot.engine import BacktestCache, Engine, Evaluation
 from bot.errors import DataError
 from bot.forge import Forge, Proposal, ProposalResult
 from bot.history import HistoryRecord, get_last_optimization_date, record_optimization
-from bot.report import render_json, render_pr_body
+from bot.report import chart_panels, write_run_reports
 from bot.workspace import Workspace
 
 ProgressFactory = Callable[[str, int], Callable[[int, int], None]]
@@ -56,6 +56,7 @@ class RunOptions:
     force_approve_reason: str | None = None
     as_of: date | None = None
     command: str = ""
+    stage: str | None = None  # None = the whole run; "search" = stop after reports (see bot.stages)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class HorizonOutcome:
     run_dir: Path | None = None
     message: str = ""
     search_seconds: float = 0.0
+    trigger_json: dict[str, Any] | None = None  # the decision as JSON, when it was made elsewhere
 
 
 def new_run_id(now: datetime) -> str:
@@ -241,20 +243,61 @@ def run_horizon(
         ws, outcome, series=series, model=model, origins=origins, plan=plan,
         validation={"current": validation[live_key].scores(), "candidate": cand_scores}, options=options, run_id=run_id,
     )  # fmt: skip
-    body = render_pr_body(context)
-    atomic_write_text(run_dir / "pr_body.md", body)
-    atomic_write_text(run_dir / "report.json", render_json(_json_safe(context)))
-
-    same_config = live_key == win_key
-    if same_config and not verdict.override_reason:
+    automerge = ws.settings.forge.automerge if options.automerge is None else options.automerge
+    written = write_run_reports(
+        run_dir, _json_safe(context),
+        chart_panels({"Current config": validation[live_key].steps, "Candidate": cand_eval.steps}),
+        started_at=now, automerge=automerge and verdict.approved and options.dry_run is None,
+        search_seconds=search_seconds,
+    )  # fmt: skip
+    body = written["pr_body.md"].read_text(encoding="utf-8")
+    if live_key == win_key and not verdict.override_reason:
         outcome.status = "no_change"
         outcome.message = "the live config is already the best candidate"
+    save_outcome(run_dir, outcome)
+    if options.stage == "search":
+        return outcome
+    return finish_horizon(ws, outcome, body, forge=forge, options=options, run_id=run_id, now=now)
+
+
+def finish_horizon(
+    ws: Workspace,
+    outcome: HorizonOutcome,
+    body: str,
+    *,
+    forge: Forge | None,
+    options: RunOptions,
+    run_id: str,
+    now: datetime,
+) -> HorizonOutcome:
+    """Propose (and merge when approved) unless nothing changed or it is a plan-level dry run; record."""
+    if outcome.status == "no_change":
+        pass
     elif options.dry_run == "plan" or forge is None:
         outcome.message = "dry run (plan): nothing written to git"
     else:
         outcome.proposal = _propose(ws, forge, outcome, body, options)
     _record(ws, outcome, run_id, now)
     return outcome
+
+
+def save_outcome(run_dir: Path, outcome: HorizonOutcome) -> None:
+    """What the propose stage needs to finish a run searched elsewhere (an Actions matrix job)."""
+    assert outcome.verdict is not None and outcome.winner is not None and outcome.current is not None
+    d = outcome.decision
+    doc = {
+        "run_id": run_dir.parent.name,
+        "horizon": outcome.horizon,
+        "status": outcome.status,
+        "message": outcome.message,
+        "verdict": outcome.verdict.to_dict(),
+        "proposed_config": config_to_dict(outcome.winner),
+        "current_config": config_to_dict(outcome.current),
+        "search_seconds": outcome.search_seconds,
+        "trigger": d.to_json() if d else None,
+        "triggered_by": triggered_by(d) if d else "unknown",
+    }
+    atomic_write_text(run_dir / "outcome.json", json.dumps(doc, indent=2, default=str) + "\n")
 
 
 def _propose(
@@ -271,12 +314,23 @@ def _propose(
         horizon=h, title=title, body=body, labels=labels, files={rel: render_config(outcome.winner)},
         commit_message=f"{title}\n\n{v.headline}", approved=v.approved,
     )  # fmt: skip
-    result = forge.propose(proposal)
+    result = forge.propose(proposal, triggers_changed=_triggers_changed(outcome))
+    if result.action == "snoozed":
+        outcome.message = f"snoozed: a reviewer closed the last proposal for {h} (not reopened)"
+        return result
     automerge = ws.settings.forge.automerge if options.automerge is None else options.automerge
     if v.approved and automerge and options.dry_run is None:
         merged = forge.merge(result.pull.number)
         result = ProposalResult(merged, result.action, merged=True)
     return result
+
+
+def _triggers_changed(outcome: HorizonOutcome) -> bool:
+    """A material change re-opens a snoozed horizon: drift or performance fired, or an operator forced it."""
+    trigger = outcome.decision.to_json() if outcome.decision else outcome.trigger_json
+    if not trigger:
+        return False
+    return bool(trigger["drift"]["fired"] or trigger["performance"]["fired"] or trigger.get("forced"))
 
 
 def _save_results(
@@ -429,29 +483,29 @@ def _json_safe(context: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record(ws: Workspace, outcome: HorizonOutcome, run_id: str, now: datetime) -> None:
-    d = outcome.decision
+    trigger = outcome.decision.to_json() if outcome.decision else outcome.trigger_json
     v = outcome.verdict
     pr = outcome.proposal
     status = outcome.status
     if pr is not None:
-        status = "merged" if pr.merged else "proposed"
+        status = "snoozed" if pr.action == "snoozed" else "merged" if pr.merged else "proposed"
     record_optimization(
         ws.history_path,
         HistoryRecord(
             run_id=run_id,
             horizon=outcome.horizon,
             optimization_date=now,
-            triggered_by=triggered_by(d) if d else "unknown",
-            performance_degradation_pct=d.performance.degradation_pct if d else None,
-            drift_severity=d.drift.severity if d else "NONE",
-            days_since_last=d.time.days_since_last if d else None,
+            triggered_by=str(trigger.get("triggered_by", "unknown")) if trigger else "unknown",
+            performance_degradation_pct=trigger["performance"]["degradation_pct"] if trigger else None,
+            drift_severity=str(trigger["drift"]["severity"]) if trigger else "NONE",
+            days_since_last=trigger["time"]["days_since_last"] if trigger else None,
             success=v is not None,
             status=status,
             old_config_hash=config_hash(outcome.current) if outcome.current else None,
             new_config_hash=config_hash(outcome.winner) if outcome.winner else None,
             verdict=v.decision if v else None,
             pull_request=str(pr.pull.number) if pr else None,
-            forced=bool(d and d.forced),
+            forced=bool(trigger and trigger.get("forced")),
             override_reason=v.override_reason if v else None,
             notes=outcome.message or None,
         ),

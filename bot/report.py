@@ -1,51 +1,162 @@
-"""Reports rendered with jinja2 from templates/ (StrictUndefined; values escaped for their format).
+"""Reports rendered with jinja2 from templates/: PR body (Markdown), JSON, HTML, and emails.
 
-The PR body is Markdown and must stay under GitHub's 65,536-character limit: long sections are
-truncated with a note, and the whole body is checked before it is returned.
+Every template runs under StrictUndefined (a missing key raises instead of rendering blank), and
+values are escaped for their format: the `md` and `code` filters for Markdown, autoescape for
+`*.html.j2`, nothing for plain text (email subjects are also folded onto one line).
+
+The PR body must stay under GitHub's 65,536-character limit whatever the inputs: it is rendered with
+progressively tighter caps on long strings, lists and the candidate ranking, and as a last resort
+cut at a line boundary, with a note pointing at report.json, which always holds everything.
+
+The run context is the dict built by `bot.pipeline.report_context`; its keys are documented, as the
+JSON report, in docs/report-schema.md.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import pandas as pd
+from markupsafe import Markup
+
+from bot.adapters.store import atomic_write_text
+from bot.svgchart import Panel, Window, render_panels
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-PR_BODY_LIMIT = 65_000
+PR_BODY_LIMIT = 65_000  # GitHub refuses bodies over 65,536 characters; keep a margin
 REPORT_SCHEMA_VERSION = 1
+HTML_LIMITS = (2_000, 200, 1_000)  # longest string, longest list of strings, ranking rows
+PANEL_COLORS = ("#d97706", "#2563eb", "#059669", "#7c3aed")
+METADATA_MARKER = "<!-- chronops-metadata"
+# (longest string, longest list of strings, ranking rows) for each successive attempt at the PR body
+PR_BODY_LEVELS = ((2_000, 50, 100), (500, 20, 25), (160, 10, 10), (60, 5, 0))
+DISPLAY_ONLY_KEYS = ("truncated_note",)
+
+EMAIL_EVENTS = (
+    "optimization_triggered",
+    "validation_passed",
+    "validation_failed",
+    "deployment_successful",
+    "rollback_executed",
+    "run_missed",
+)
+EMAIL_KEYS: dict[str, tuple[str, ...]] = {
+    "optimization_triggered": ("horizon", "run_id", "triggered_by", "started_at", "expected_completion"),
+    "validation_passed": (
+        "horizon", "run_id", "headline", "decision", "rmse_improvement_pct", "mape_improvement_pct",
+        "changes", "automerge", "pull_request", "override_reason", "random_weights",
+    ),
+    "validation_failed": (
+        "horizon", "run_id", "headline", "failed", "rmse_improvement_pct", "mape_improvement_pct",
+        "changes", "pull_request", "no_change", "random_weights",
+    ),
+    "deployment_successful": ("horizon", "version", "config_hash", "commit", "deployed_at", "changes", "health"),
+    "rollback_executed": (
+        "horizon", "reason", "automatic", "from_version", "to_version", "commit", "executed_at",
+    ),
+    "run_missed": ("horizon", "expected_at", "last_run_at", "workflow"),
+}  # fmt: skip
+CHANGE_LABELS = {
+    "model_id": "Model",
+    "context_length": "Context length",
+    "num_samples": "Num samples",
+    "temperature": "Temperature",
+    "top_k": "Top k",
+    "top_p": "Top p",
+}
 
 
-def _md_escape(value: object) -> str:
-    """Escape text for a Markdown table cell / inline text: no HTML, no markup, no table breaks."""
-    text = str(value)
+# --- filters -------------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")  # with [ ] escaped, ( ) ! can form no link or image
+_LIST_MARKER = re.compile(r"^([-+]|\d+[.)])(?=\s|$)")
+
+
+def md_escape(value: object) -> str:
+    """Text for inline Markdown and table cells: no raw HTML, no markup, no cell breaks, no @-pings."""
+    text = " ".join(str(value).split())
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", text)
-    return text.replace("\n", " ")
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = _LIST_MARKER.sub(r"\\\1", text)  # would start a list item
+    return text.replace("@", "@&#8203;")  # a zero-width space keeps "@user" from notifying anyone
 
 
-def _code(value: object) -> str:
-    """A Markdown code span: its content is shown literally, so only backticks need neutralising."""
-    text = str(value).replace("`", "'").replace("\n", " ")
-    return f"`{text}`"
+_CODE_ENTITIES = {c: f"&#{ord(c)};" for c in "`*_[]\\|~@#{}!"}
 
 
-def _fmt(value: object, digits: int = 2) -> str:
+def md_code(value: object) -> str:
+    """Monospace text that stays literal everywhere, table cells included: an HTML <code> element
+    whose content is entity-escaped (a Markdown code span could not hold `|` in a table, nor be
+    free of raw `<`)."""
+    text = " ".join(str(value).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = "".join(_CODE_ENTITIES.get(c, c) for c in text)
+    return f"<code>{text}</code>"
+
+
+def fmt_num(value: object, digits: int = 2) -> str:
     if value is None:
         return "n/a"
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, float):
-        return f"{value:,.{digits}f}"
+        return f"{value:,.{digits}f}" if math.isfinite(value) else "n/a"
+    if isinstance(value, int):
+        return f"{value:,}"
     return str(value)
 
 
-def _pct(value: object) -> str:
-    if value is None:
+def fmt_pct(value: object, digits: int = 1) -> str:
+    """A signed percentage: +12.3%."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         return "n/a"
-    assert isinstance(value, int | float)
-    return f"{value:+.1f}%"
+    return f"{value:+.{digits}f}%"
+
+
+# how each gate criterion's value and threshold read: unit suffix, digits, scale
+_CRITERION_FORMAT = {
+    "rmse_or_mape": ("%", 1, 1.0),
+    "error_std": ("%", 1, 1.0),
+    "inference_time": ("%", 1, 1.0),
+    "ci95_coverage": ("%", 1, 1.0),
+    "abs_bias": (" CLP", 3, 1.0),
+    "beats_naive": (" CLP", 3, 1.0),
+    "significance": ("%", 1, 100.0),
+}
+
+
+def fmt_criterion(value: object, name: str) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return "n/a"
+    unit, digits, scale = _CRITERION_FORMAT.get(name, ("", 3, 1.0))
+    return f"{value * scale:,.{digits}f}{unit}"
+
+
+def fmt_when(value: object) -> str:
+    if isinstance(value, datetime):
+        zone = value.tzname() or ""
+        return f"{value:%Y-%m-%d %H:%M:%S} {zone}".strip()
+    if isinstance(value, date):
+        return value.isoformat()
+    return "n/a" if value is None else str(value)
+
+
+def one_line(value: object, limit: int = 200) -> str:
+    """Fold whitespace and control characters (no header injection in a subject), then cap."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in str(value)).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tojson_compact(value: object) -> str:
+    return json.dumps(_json_clean(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def environment(templates: Path = TEMPLATES_DIR) -> jinja2.Environment:
@@ -57,35 +168,344 @@ def environment(templates: Path = TEMPLATES_DIR) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters["md"] = _md_escape
-    env.filters["code"] = _code
-    env.filters["num"] = _fmt
-    env.filters["pct"] = _pct
-    env.filters["tojson_compact"] = lambda v: json.dumps(
-        v, sort_keys=True, separators=(",", ":"), default=str
+    env.filters.update(
+        md=md_escape,
+        code=md_code,
+        num=fmt_num,
+        pct=fmt_pct,
+        crit=fmt_criterion,
+        when=fmt_when,
+        one_line=one_line,
+        tojson_compact=_tojson_compact,
     )
     return env
 
 
+# --- PR body -------------------------------------------------------------------------------------
+
+
+class _Shrinker:
+    """Caps long strings and lists of strings in a nested structure, counting what it cut."""
+
+    def __init__(self, max_str: int, max_items: int) -> None:
+        self.max_str, self.max_items, self.cuts = max_str, max_items, 0
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, str):
+            if len(value) <= self.max_str:
+                return value
+            self.cuts += 1
+            return value[: self.max_str] + f"… [{len(value) - self.max_str:,} more characters]"
+        if isinstance(value, Mapping):
+            return {k: self(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            items = list(value)
+            # lists of records (criteria, metric rows) are structural and short: never cut them
+            if len(items) > self.max_items and all(not isinstance(i, Mapping) for i in items):
+                self.cuts += 1
+                rest = len(items) - self.max_items
+                return [self(i) for i in items[: self.max_items]] + [f"… {rest:,} more (see report.json)"]
+            return [self(i) for i in items]
+        return value
+
+
+def _fit(context: Mapping[str, Any], max_str: int, max_items: int, max_rows: int) -> dict[str, Any]:
+    shrink = _Shrinker(max_str, max_items)
+    ranking = list(context["all_candidates"])
+    fitted = {k: shrink(v) for k, v in context.items() if k not in ("all_candidates", "metadata")}
+    fitted["all_candidates"] = [shrink(c) for c in ranking[:max_rows]]
+    fitted["metadata"] = context["metadata"]
+    fitted["truncated"] = shrink.cuts > 0 or len(ranking) > max_rows
+    return fitted
+
+
+def _hard_cut(body: str, limit: int) -> str:
+    """Last resort: cut at a line boundary, close open <details>, keep the metadata comment."""
+    meta_at = body.rfind(METADATA_MARKER)
+    meta = body[meta_at:] if meta_at >= 0 and len(body) - meta_at < 4_000 else ""
+    note = "\n\n_(report cut to fit GitHub's pull request body limit; the full report is in report.json)_\n"
+    room = limit - len(meta) - len(note) - 200
+    head = body[: meta_at if meta else len(body)][:room]
+    head = head[: head.rfind("\n") + 1] if "\n" in head else head
+    head += "\n</details>\n" * max(0, head.count("<details>") - head.count("</details>"))
+    return head + note + "\n" + meta
+
+
+def render_pr_body(
+    context: Mapping[str, Any], *, templates: Path = TEMPLATES_DIR, limit: int = PR_BODY_LIMIT
+) -> str:
+    """The pull request body, always at most `limit` characters."""
+    template = environment(templates).get_template("pr_body.md.j2")
+    body = ""
+    for max_str, max_items, max_rows in PR_BODY_LEVELS:
+        body = template.render(**_fit(context, max_str, max_items, max_rows))
+        if len(body) <= limit:
+            return body
+    return _hard_cut(body, limit)
+
+
+# --- JSON ----------------------------------------------------------------------------------------
+
+
+def _json_clean(value: Any) -> Any:
+    """JSON-safe: non-finite floats become null, dates ISO strings, anything else its str()."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_clean(v) for v in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return _json_clean(value.item())
+    return str(value)
+
+
+def report_document(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON report: the run context, complete and untruncated, plus `schema_version`."""
+    doc = {k: v for k, v in context.items() if k not in DISPLAY_ONLY_KEYS}
+    cleaned: dict[str, Any] = _json_clean({"schema_version": REPORT_SCHEMA_VERSION, **doc})
+    return cleaned
+
+
+def render_json(context: Mapping[str, Any]) -> str:
+    return json.dumps(report_document(context), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+# --- HTML ----------------------------------------------------------------------------------------
+
+
+def chart_panels(steps_by_label: Mapping[str, pd.DataFrame]) -> tuple[Panel, ...]:
+    """Chart data from validation step rows (bot.core.metrics.STEP_COLUMNS), one panel per config.
+
+    Pass the same DataFrame object twice (current config == candidate) and it is drawn once.
+    """
+    panels: list[Panel] = []
+    seen: dict[int, int] = {}
+    for label, steps in steps_by_label.items():
+        if id(steps) in seen:
+            i = seen[id(steps)]
+            panels[i] = replace(panels[i], title=f"{panels[i].title} = {label}")
+            continue
+        seen[id(steps)] = len(panels)
+        panels.append(_panel(label, steps, PANEL_COLORS[len(panels) % len(PANEL_COLORS)]))
+    return tuple(panels)
+
+
+def _day(value: Any) -> date:
+    day: date = pd.Timestamp(value).date()
+    return day
+
+
+def _panel(label: str, steps: pd.DataFrame, color: str) -> Panel:
+    windows = []
+    for origin, rows in steps.sort_values(["origin", "step"]).groupby("origin", sort=True):
+        windows.append(
+            Window(
+                origin=_day(origin),
+                dates=tuple(_day(d) for d in rows["target_date"]),
+                median=tuple(float(v) for v in rows["point"]),
+                lo95=tuple(float(v) for v in rows["lo95"]),
+                hi95=tuple(float(v) for v in rows["hi95"]),
+            )
+        )
+    actual = steps.drop_duplicates("target_date").sort_values("target_date")
+    pairs = tuple((_day(d), float(v)) for d, v in zip(actual["target_date"], actual["actual"], strict=True))
+    return Panel(label, tuple(windows), pairs, color, _panel_summary(steps))
+
+
+def _panel_summary(steps: pd.DataFrame) -> str:
+    if steps.empty:
+        return ""
+    err = steps["point"].to_numpy(dtype=float) - steps["actual"].to_numpy(dtype=float)
+    inside = (steps["lo95"] <= steps["actual"]) & (steps["actual"] <= steps["hi95"])
+    rmse = math.sqrt(float((err**2).mean()))
+    n = steps["origin"].nunique()
+    return f"RMSE {rmse:,.2f} CLP · 95% coverage {100 * float(inside.mean()):.1f}% · {n} origins"
+
+
+def render_html(
+    context: Mapping[str, Any], panels: Sequence[Panel], *, templates: Path = TEMPLATES_DIR
+) -> str:
+    """A self-contained HTML report: inline CSS and SVG, nothing fetched from anywhere."""
+    # far roomier caps than the PR body's, only so that absurd inputs cannot make a huge page
+    fitted = _fit(context, *HTML_LIMITS)
+    # Markup: bot.svgchart escapes every piece of text it puts in the SVG
+    charts = [Markup(svg) for svg in render_panels(panels)]
+    return (
+        environment(templates)
+        .get_template("report.html.j2")
+        .render(**fitted, charts=list(zip([p.title for p in panels], charts, strict=True)))
+    )
+
+
+# --- emails --------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class RenderedReports:
-    pr_body: str
-    report_json: str
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"subject": self.subject, "text": self.text, "html": self.html}
 
 
-def render_pr_body(context: dict[str, Any], *, templates: Path = TEMPLATES_DIR) -> str:
+def render_email(event: str, context: Mapping[str, Any], *, templates: Path = TEMPLATES_DIR) -> RenderedEmail:
+    """Subject, plain text and HTML of one alert email. Required context keys per event:
+
+    - optimization_triggered: horizon, run_id, triggered_by (list of reasons), started_at (datetime or
+      str), expected_completion (str, e.g. "~5 minutes").
+    - validation_passed: horizon, run_id, headline, decision (approved | approved_override |
+      initial_approved), rmse_improvement_pct, mape_improvement_pct (float | None; positive = better),
+      changes (list of {label, old, new}), automerge (bool: "Deployment will proceed automatically"),
+      pull_request (URL/number | None), override_reason (str | None), random_weights (bool).
+    - validation_failed: horizon, run_id, headline, failed (list of {label, detail}),
+      rmse_improvement_pct, mape_improvement_pct, changes, pull_request, no_change (bool: the live
+      config was already the best candidate), random_weights.
+    - deployment_successful: horizon, version, config_hash, commit, deployed_at, changes, health (str).
+    - rollback_executed: horizon, reason, automatic (bool: health check vs operator), from_version,
+      to_version, commit, executed_at.
+    - run_missed: horizon (or "all"), expected_at, last_run_at (None if never), workflow.
+
+    `run_email_context` builds the first three from a run context.
+    """
+    if event not in EMAIL_KEYS:
+        raise ValueError(f"unknown email event {event!r}; expected one of {', '.join(EMAIL_EVENTS)}")
+    missing = [k for k in EMAIL_KEYS[event] if k not in context]
+    if missing:
+        raise KeyError(f"email {event!r} needs context keys: {', '.join(missing)}")
     env = environment(templates)
-    body = env.get_template("pr_body.md.j2").render(**context)
-    if len(body) > PR_BODY_LIMIT:
-        # Drop the long tables first, then hard-truncate with a note as a last resort.
-        slim = dict(context, top_candidates=context["top_candidates"][:5], truncated_note=True)
-        body = env.get_template("pr_body.md.j2").render(**slim)
-    if len(body) > PR_BODY_LIMIT:
-        note = "\n\n_(report truncated to fit GitHub's PR body limit; see the JSON report)_\n"
-        body = body[: PR_BODY_LIMIT - len(note)] + note
-    return body
+    ctx = {**context, "event": event}
+    return RenderedEmail(
+        subject=one_line(env.get_template(f"emails/{event}.subject.j2").render(**ctx)),
+        text=env.get_template(f"emails/{event}.txt.j2").render(**ctx),
+        html=env.get_template(f"emails/{event}.html.j2").render(**ctx),
+    )
 
 
-def render_json(context: dict[str, Any]) -> str:
-    doc = {"schema_version": REPORT_SCHEMA_VERSION, **context}
-    return json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
+def validation_event(run: Mapping[str, Any]) -> str:
+    return "validation_passed" if run["verdict"]["approved"] else "validation_failed"
+
+
+def _changes(run: Mapping[str, Any]) -> list[dict[str, str]]:
+    def show(raw: str) -> str:
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError):
+            return str(raw)
+        return "none" if value is None else str(value)
+
+    return [
+        {"label": CHANGE_LABELS[row["key"]], "old": show(row["old"]), "new": show(row["new"])}
+        for row in run["config_diff"]
+        if row["key"] in CHANGE_LABELS and row["old"] != row["new"]
+    ]
+
+
+def _started_at(run_id: str) -> str:
+    try:
+        return f"{datetime.strptime(run_id[:16], '%Y%m%dT%H%M%SZ'):%Y-%m-%d %H:%M:%S} UTC"
+    except ValueError:
+        return "unknown"
+
+
+def run_email_context(
+    event: str,
+    run: Mapping[str, Any],
+    *,
+    started_at: datetime | str | None = None,
+    expected_completion: str | None = None,
+    automerge: bool = False,
+    pull_request: str | None = None,
+) -> dict[str, Any]:
+    """Email context for optimization_triggered / validation_passed / validation_failed from a run
+    context (bot.pipeline.report_context). `started_at` defaults to the time in the run id."""
+    base = {"horizon": run["horizon"], "run_id": run["run_id"]}
+    if event == "optimization_triggered":
+        return {
+            **base,
+            "triggered_by": list(run["trigger_reasons"]) or ["manual run"],
+            "started_at": fmt_when(started_at) if started_at is not None else _started_at(run["run_id"]),
+            "expected_completion": expected_completion or "unknown",
+        }
+    if event not in ("validation_passed", "validation_failed"):
+        raise ValueError(f"{event!r} is not built from a run context; pass render_email its keys directly")
+    verdict = run["verdict"]
+    changes = _changes(run)
+    return {
+        **base,
+        "headline": verdict["headline"],
+        "decision": verdict["decision"],
+        "rmse_improvement_pct": verdict["rmse_improvement_pct"],
+        "mape_improvement_pct": verdict["mape_improvement_pct"],
+        "changes": changes,
+        "automerge": automerge,
+        "pull_request": pull_request,
+        "override_reason": verdict["override_reason"],
+        "random_weights": bool(run["random_weights"]),
+        "failed": [
+            {"label": c["label"], "detail": c["detail"]} for c in verdict["criteria"] if not c["passed"]
+        ],
+        "no_change": not changes,
+    }
+
+
+def run_emails(
+    run: Mapping[str, Any],
+    *,
+    started_at: datetime | str | None = None,
+    automerge: bool = False,
+    search_seconds: float | None = None,
+    pull_request: str | None = None,
+) -> dict[str, RenderedEmail]:
+    """The emails a tuning run produces: optimization_triggered, then validation passed or failed."""
+    minutes = f"~{max(1, round(search_seconds / 60))} minutes" if search_seconds is not None else None
+    events = ("optimization_triggered", validation_event(run))
+    return {
+        e: render_email(
+            e,
+            run_email_context(
+                e,
+                run,
+                started_at=started_at,
+                expected_completion=minutes,
+                automerge=automerge,
+                pull_request=pull_request,
+            ),
+        )
+        for e in events
+    }
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def write_run_reports(
+    run_dir: Path,
+    context: Mapping[str, Any],
+    chart_data: Sequence[Panel],
+    *,
+    started_at: datetime | None = None,
+    automerge: bool = False,
+    search_seconds: float | None = None,
+) -> dict[str, Path]:
+    """Render and atomically write every report of one horizon's run; returns {relative name: path}:
+    pr_body.md, report.json, report.html and emails/<event>.json ({subject, text, html})."""
+    files = {
+        "pr_body.md": render_pr_body(context),
+        "report.json": render_json(context),
+        "report.html": render_html(context, chart_data),
+    }
+    emails = run_emails(context, started_at=started_at, automerge=automerge, search_seconds=search_seconds)
+    for event, email in emails.items():
+        files[f"emails/{event}.json"] = json.dumps({"event": event, **email.to_dict()}, indent=2) + "\n"
+    paths = {}
+    for name, text in files.items():
+        atomic_write_text(run_dir / name, text)
+        paths[name] = run_dir / name
+    return paths

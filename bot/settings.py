@@ -106,6 +106,25 @@ class DeploySettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Email alerts over SMTP. The login comes from the environment (SMTP_USER, SMTP_PASSWORD)."""
+
+    enabled: bool = False
+    recipients: list[str] = field(default_factory=list)
+    sender: str = "chronops@localhost"
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_security: str = "starttls"  # starttls | ssl | none
+    timeout: float = 10.0  # seconds per SMTP operation: a dead server never stalls a run
+    log: str = "data/alerts.parquet"  # every alert sent or failed
+
+
+@dataclass(frozen=True)
+class WatchdogSettings:
+    max_days_without_run: int = 8  # a weekly schedule plus a day of slack
+
+
+@dataclass(frozen=True)
 class Settings:
     approval: ApprovalSettings = field(default_factory=ApprovalSettings)
     triggers: TriggerSettings = field(default_factory=TriggerSettings)
@@ -113,12 +132,15 @@ class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     forge: ForgeSettings = field(default_factory=ForgeSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    watchdog: WatchdogSettings = field(default_factory=WatchdogSettings)
 
 
 _CHOICES = {
     ("search", "strategy"): {"grid", "random", "halving"},
     ("forge", "kind"): {"local", "github"},
     ("forge", "merge_method"): {"merge", "squash", "rebase"},
+    ("alerts", "smtp_security"): {"starttls", "ssl", "none"},
 }
 
 
@@ -289,4 +311,17 @@ reviewers = []
 
 [deploy]
 live_dir = "live/configs"
+
+[alerts]                          # email alerts (login from env SMTP_USER / SMTP_PASSWORD)
+enabled = false
+recipients = []                   # e.g. ["ops@example.com"]
+sender = "chronops@localhost"
+smtp_host = "localhost"
+smtp_port = 587
+smtp_security = "starttls"        # starttls | ssl | none
+timeout = 10.0                    # seconds; a send failure is logged, never fatal
+log = "data/alerts.parquet"
+
+[watchdog]
+max_days_without_run = 8          # `chronops watchdog` alerts after this many days without a run
 """

@@ -131,6 +131,11 @@ def load_model(
             device = "cuda"
     except ImportError as exc:  # pragma: no cover - torch is a hard dependency
         raise ModelError(f"torch is not installed ({exc}); run: pip install torch==2.13.0") from None
+    threads = os.environ.get("CHRONOPS_TORCH_THREADS")
+    if threads:
+        # Oversubscribed CPUs (several processes each spinning torch's default thread pool) can make
+        # generation 10x slower; pin the pool when the host is shared.
+        torch.set_num_threads(max(1, int(threads)))
     key = (resolved, device)
     if key in _CACHE:
         return _CACHE[key]
@@ -139,8 +144,8 @@ def load_model(
         from chronos import BaseChronosPipeline
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
         looks_local = resolved.startswith((".", "/")) or Path(resolved).exists()
         if looks_local and not Path(resolved).is_dir():

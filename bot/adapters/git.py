@@ -7,7 +7,7 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
@@ -29,6 +29,9 @@ def _fail(exc: GitCommandError, what: str) -> ForgeError:
 class GitRepo:
     root: Path
     remote: str = "origin"
+    # Extra environment for every git command (e.g. GIT_CONFIG_* carrying an auth header); may hold
+    # secrets, so it is kept out of repr and never written to disk.
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, root: Path, remote: str = "origin") -> GitRepo:
@@ -50,7 +53,7 @@ class GitRepo:
     def git(self, *args: str, cwd: Path | None = None) -> str:
         repo = Repo(cwd) if cwd else self.repo
         try:
-            out: str = repo.git.execute(["git", *args], env=_bot_env())
+            out: str = repo.git.execute(["git", *args], env={**_bot_env(), **self.env})
         except GitCommandError as exc:
             raise _fail(exc, " ".join(args[:2])) from None
         return out

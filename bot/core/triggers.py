@@ -1,0 +1,616 @@
+"""Trigger engine: decide when a horizon needs tuning. Pure: frames, dates and settings in, verdicts out.
+
+Three checks, each a frozen dataclass with its numbers and a one-line reason:
+
+- `time_check`: the fallback. Fires when the horizon was never optimized, or its last completed
+  optimization is more than `max_days_since_optimization` days before `as_of`.
+- `drift_check`: has the distribution of daily LOG RETURNS changed? Never levels: a pure random walk
+  "drifts" on levels most weeks, so a level test only measures the passage of time.
+- `performance_check`: have realized forecast errors grown, by more than a threshold and by more than
+  noise explains?
+
+`decide` combines them (any check, or the operator, fires the horizon) into a `TriggerDecision` with
+human-readable reasons and a stable JSON form for reports and history.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bot.core.series import known_as_of
+from bot.settings import TriggerSettings
+
+Severity = Literal["NONE", "LOW", "MEDIUM", "HIGH"]
+SEVERITIES: tuple[Severity, ...] = ("NONE", "LOW", "MEDIUM", "HIGH")
+SOURCES = ("forecast_log", "backtest", "none")
+
+# Severity thresholds (lower bounds of LOW, MEDIUM, HIGH).
+VOL_RATIO_LEVELS = (1.25, 1.5, 2.0)  # volatility ratio r, or 1/r for a fall
+WASSERSTEIN_LEVELS = (0.2, 0.4, 0.8)  # W1(recent, reference) / std(reference); ~0.8 x |r - 1| for scale
+
+# Share of drift_alpha given to each test (weighted Holm). A rise in volatility is what breaks
+# forecasts and intervals, so it gets most of the error budget.
+SCALE_UP_WEIGHT = 0.8
+SCALE_DOWN_WEIGHT = 0.1
+KS_WEIGHT = 0.1
+SCAN_MIN_OBS = 3  # shortest tail segment the volatility scan looks at
+SCORE_DOF = 4.0  # Student-t degrees of freedom the scale scores are optimal for
+NULL_PERMUTATIONS = 20_000
+NULL_SEED = 20260101
+
+
+# ---------------------------------------------------------------- time
+
+
+@dataclass(frozen=True)
+class TimeCheck:
+    fired: bool
+    days_since_last: int | None
+    threshold_days: int
+    reason: str | None
+
+
+def time_check(last_optimization: date | None, as_of: date, settings: TriggerSettings) -> TimeCheck:
+    """Fire when never optimized, or when the last optimization is MORE than the limit days old.
+
+    A last optimization dated after `as_of` (clock skew, a replayed history) gives a negative
+    `days_since_last` and does not fire.
+    """
+    limit = settings.max_days_since_optimization
+    if last_optimization is None:
+        return TimeCheck(True, None, limit, "Time fallback: never optimized")
+    days = (as_of - last_optimization).days
+    if days > limit:
+        return TimeCheck(
+            True, days, limit, f"Time fallback: {days} days since last optimization (limit {limit})"
+        )
+    return TimeCheck(False, days, limit, None)
+
+
+# ---------------------------------------------------------------- drift
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    """Drift of daily log returns: recent window vs the reference window just before it.
+
+    p-values: `p_scale_up`, `p_scale_down` (volatility scan) and `p_ks` are raw; `p_value` is the
+    smallest weighted-Holm adjusted one (fired needs `p_value <= drift_alpha`, and severity >= LOW).
+    `vol_ratio` compares the whole windows; `scan_vol_ratio` the tail segment of `scan_obs` returns
+    where the scan found the strongest change (RMS ratio against the reference window).
+    """
+
+    fired: bool
+    severity: Severity
+    stale: bool
+    reason: str | None
+    last_observation: date | None = None
+    n_recent: int = 0
+    n_reference: int = 0
+    vol_ratio: float | None = None
+    scan_obs: int | None = None
+    scan_vol_ratio: float | None = None
+    wasserstein_sigma: float | None = None
+    psi: float | None = None
+    ks_stat: float | None = None
+    p_ks: float | None = None
+    p_scale_up: float | None = None
+    p_scale_down: float | None = None
+    p_value: float | None = None
+
+
+def drift_check(series: pd.DataFrame, as_of: date, settings: TriggerSettings) -> DriftCheck:
+    """Test whether the last `drift_recent_obs` log returns differ from the `drift_reference_obs` before.
+
+    Only rows known at the end of `as_of` are used (`known_as_of`: later rows are ignored, so a
+    series with future dates is safe). Rows with missing or non-positive values are dropped.
+
+    Tests, all rank-based, so their false-alarm rate holds for fat-tailed returns:
+    - volatility scan: returns of both windows are ranked around their pooled median and given
+      Student-t(4) scale scores a(u) = 5 q^2 / (4 + q^2), q = t4 quantile of u: the locally most
+      powerful rank scores for a scale change of t4 returns (FX-like tails), bounded, so a few crash
+      days in the reference window do not mask a later rise (normal-optimal Klotz scores q^2 detect
+      a few points more on normal returns and less on the real series: benchmarks/). For every
+      tail segment of the last m returns, m = 3 .. drift_recent_obs, the standardized score sum
+      measures whether that segment is more (or less) volatile than the rest; the scan takes the
+      maximum over m, so a change a few days old is caught without waiting for it to fill the
+      recent window. The maximum's null
+      distribution depends only on the window sizes (a permutation distribution), computed once
+      with a fixed seed (20,000 permutations), so p-values are exact up to Monte Carlo error.
+      Separate one-sided scans for a rise and a fall.
+    - two-sample Kolmogorov-Smirnov on the recent vs reference returns (any change of shape or
+      location).
+    Multiplicity: weighted Holm at `drift_alpha` with weights 0.8 (rise), 0.1 (fall), 0.1 (KS).
+
+    Effect sizes: volatility ratio (std recent / std reference; RMS of the scan segment / RMS of the
+    reference), Wasserstein-1 distance over the reference std, and PSI on reference quintiles (shown,
+    not used: with 30 returns PSI is mostly noise). Severity is the largest level among the
+    significant tests: volatility ratio r (or 1/r for a fall) >= 1.25 LOW, >= 1.5 MEDIUM, >= 2 HIGH;
+    Wasserstein/sigma >= 0.2 LOW, >= 0.4 MEDIUM, >= 0.8 HIGH (a pure scale change r gives about
+    0.8 x |r - 1|). A significant test whose effect is below LOW does not fire.
+
+    Stale data (last observation more than `stale_after_days` before `as_of`) is reported as stale,
+    never as drift; too few observations are reported in `reason`. Neither fires.
+    """
+    n_rec, n_ref = settings.drift_recent_obs, settings.drift_reference_obs
+    frame = _clean_series(series, as_of)
+    if frame.empty:
+        return DriftCheck(False, "NONE", False, f"Drift not assessed: no observations known as of {as_of}")
+    last = pd.Timestamp(frame["date"].iloc[-1]).date()
+    age = (as_of - last).days
+    if age > settings.stale_after_days:
+        return DriftCheck(
+            False,
+            "NONE",
+            True,
+            f"Data stale: last observation {last} is {age} days before {as_of} "
+            f"(limit {settings.stale_after_days}); drift not assessed",
+            last_observation=last,
+        )
+    returns = np.diff(np.log(frame["value"].to_numpy(dtype=np.float64)))
+    need = n_rec + n_ref
+    if n_rec < 2 or n_ref < 2 or len(returns) < need:
+        return DriftCheck(
+            False,
+            "NONE",
+            False,
+            f"Drift not assessed: too few observations ({len(returns)} log returns known as of {as_of}; "
+            f"need {need} = {n_rec} recent + {n_ref} reference)",
+            last_observation=last,
+        )
+    window = returns[-need:]
+    return _assess_drift(window[:n_ref], window[n_ref:], settings.drift_alpha, last)
+
+
+def _clean_series(series: pd.DataFrame, as_of: date) -> pd.DataFrame:
+    if series.empty or not {"date", "value"} <= set(series.columns):
+        return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "value": pd.Series(dtype=float)})
+    frame = pd.DataFrame(
+        {"date": pd.to_datetime(series["date"]), "value": pd.to_numeric(series["value"], errors="coerce")}
+    )
+    frame = known_as_of(frame, as_of)
+    ok = np.isfinite(frame["value"].to_numpy(dtype=np.float64)) & (frame["value"].to_numpy() > 0)
+    return frame.loc[ok].sort_values("date", ignore_index=True)
+
+
+def _assess_drift(ref: np.ndarray, rec: np.ndarray, alpha: float, last: date) -> DriftCheck:
+    ref_std = float(np.std(ref, ddof=1))
+    rec_std = float(np.std(rec, ddof=1))
+    if ref_std == 0.0:
+        return DriftCheck(
+            False,
+            "NONE",
+            False,
+            "Drift not assessed: the reference window has constant values (no returns to compare)",
+            last_observation=last,
+            n_recent=len(rec),
+            n_reference=len(ref),
+        )
+    scan = _volatility_scan(np.concatenate([ref, rec]), len(rec))
+    ks = stats.ks_2samp(rec, ref)
+    p_ks = float(ks.pvalue)
+    adjusted = _weighted_holm(
+        {"up": scan.p_up, "down": scan.p_down, "ks": p_ks},
+        {"up": SCALE_UP_WEIGHT, "down": SCALE_DOWN_WEIGHT, "ks": KS_WEIGHT},
+    )
+    w_sigma = float(stats.wasserstein_distance(rec, ref)) / ref_std
+    center = float(np.median(np.concatenate([ref, rec])))
+    ref_rms = _rms(ref - center)
+    up_ratio = _rms(rec[-scan.m_up :] - center) / ref_rms
+    down_ratio = _rms(rec[-scan.m_down :] - center) / ref_rms
+
+    significant = {k for k, p in adjusted.items() if p <= alpha}
+    levels: dict[str, int] = {
+        "up": _level(up_ratio, VOL_RATIO_LEVELS),
+        "down": _level(1.0 / down_ratio if down_ratio > 0 else math.inf, VOL_RATIO_LEVELS),
+        "ks": _level(w_sigma, WASSERSTEIN_LEVELS),
+    }
+    level = max((levels[k] for k in significant), default=0)
+    severity = SEVERITIES[level]
+    # Report the segment of the direction that is significant (or the stronger one).
+    if "up" in significant or "down" in significant:
+        use_down = "up" not in significant
+    else:
+        use_down = scan.p_down / SCALE_DOWN_WEIGHT < scan.p_up / SCALE_UP_WEIGHT
+    seg_obs, seg_ratio = (scan.m_down, down_ratio) if use_down else (scan.m_up, up_ratio)
+    p_value = min(adjusted.values())
+    detail = (
+        f"volatility x{seg_ratio:.2f} over the last {seg_obs} returns vs the {len(ref)} before the recent "
+        f"{len(rec)}; Wasserstein {w_sigma:.2f} sigma; {_p_text(p_value)}"
+    )
+    fired = level > 0
+    if fired:
+        reason = f"Data drift: {severity} severity ({detail})"
+    elif significant:
+        reason = f"No drift: a change is detectable but small ({detail})"
+    else:
+        reason = f"No drift ({detail})"
+    return DriftCheck(
+        fired=fired,
+        severity=severity,
+        stale=False,
+        reason=reason,
+        last_observation=last,
+        n_recent=len(rec),
+        n_reference=len(ref),
+        vol_ratio=rec_std / ref_std,
+        scan_obs=seg_obs,
+        scan_vol_ratio=seg_ratio,
+        wasserstein_sigma=w_sigma,
+        psi=_psi(ref, rec),
+        ks_stat=float(ks.statistic),
+        p_ks=p_ks,
+        p_scale_up=scan.p_up,
+        p_scale_down=scan.p_down,
+        p_value=p_value,
+    )
+
+
+@dataclass(frozen=True)
+class _Scan:
+    p_up: float
+    p_down: float
+    m_up: int
+    m_down: int
+
+
+def _scale_scores(u: np.ndarray) -> np.ndarray:
+    q = stats.t.ppf(u, SCORE_DOF)
+    return np.asarray((SCORE_DOF + 1.0) * q * q / (SCORE_DOF + q * q), dtype=np.float64)
+
+
+def _scan_stats(scores: np.ndarray, mean: float, var: float, m_min: int, m_max: int) -> np.ndarray:
+    """Standardized sums of the last m scores, m = m_min..m_max, along the last axis."""
+    n = scores.shape[-1]
+    ms = np.arange(m_min, m_max + 1)
+    tail_sums = np.cumsum(scores[..., ::-1], axis=-1)[..., ms - 1]
+    sd = np.sqrt(ms * (n - ms) / (n - 1) * var)
+    return np.asarray((tail_sums - ms * mean) / sd, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=16)
+def _scan_null(n: int, m_min: int, m_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted permutation null of the rise and fall scan maxima (depends on the sizes only)."""
+    base = _scale_scores(np.arange(1, n + 1) / (n + 1))
+    rng = np.random.default_rng(NULL_SEED)
+    ups: list[np.ndarray] = []
+    downs: list[np.ndarray] = []
+    chunk = max(1, 2_000_000 // n)
+    done = 0
+    while done < NULL_PERMUTATIONS:
+        size = min(chunk, NULL_PERMUTATIONS - done)
+        perms = np.argsort(rng.random((size, n)), axis=1)
+        z = _scan_stats(base[perms], float(base.mean()), float(base.var()), m_min, m_max)
+        ups.append(z.max(axis=1))
+        downs.append((-z).max(axis=1))
+        done += size
+    return np.sort(np.concatenate(ups)), np.sort(np.concatenate(downs))
+
+
+def _volatility_scan(returns: np.ndarray, n_recent: int) -> _Scan:
+    n = len(returns)
+    m_max = n_recent
+    m_min = min(SCAN_MIN_OBS, m_max)
+    ranks = stats.rankdata(returns - np.median(returns))  # ties share their average rank
+    scores = _scale_scores(ranks / (n + 1))
+    var = float(scores.var())
+    if var == 0.0:
+        return _Scan(1.0, 1.0, m_max, m_max)
+    z = _scan_stats(scores, float(scores.mean()), var, m_min, m_max)
+    null_up, null_down = _scan_null(n, m_min, m_max)
+    i_up, i_down = int(np.argmax(z)), int(np.argmax(-z))
+    return _Scan(
+        p_up=_upper_tail_p(null_up, float(z[i_up])),
+        p_down=_upper_tail_p(null_down, float(-z[i_down])),
+        m_up=m_min + i_up,
+        m_down=m_min + i_down,
+    )
+
+
+def _upper_tail_p(sorted_null: np.ndarray, value: float) -> float:
+    exceed = len(sorted_null) - int(np.searchsorted(sorted_null, value - 1e-12, side="left"))
+    return (1 + exceed) / (1 + len(sorted_null))
+
+
+def _weighted_holm(p: dict[str, float], w: dict[str, float]) -> dict[str, float]:
+    """Weighted Holm adjusted p-values: reject k when adjusted[k] <= alpha (FWER <= alpha)."""
+    order = sorted(p, key=lambda k: p[k] / w[k])
+    remaining = sum(w.values())
+    adjusted: dict[str, float] = {}
+    running = 0.0
+    for key in order:
+        running = max(running, min(1.0, p[key] / w[key] * remaining))
+        adjusted[key] = running
+        remaining -= w[key]
+    return adjusted
+
+
+def _p_text(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x))))
+
+
+def _level(value: float, bounds: tuple[float, float, float]) -> int:
+    return sum(value >= b for b in bounds)
+
+
+def _psi(ref: np.ndarray, rec: np.ndarray, bins: int = 5) -> float:
+    """Population stability index on the reference quantile bins (floored shares avoid log(0))."""
+    edges = np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1])
+    share_ref = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=bins) / len(ref)
+    share_rec = np.bincount(np.searchsorted(edges, rec, side="right"), minlength=bins) / len(rec)
+    a = np.maximum(share_ref, 1e-4)
+    b = np.maximum(share_rec, 1e-4)
+    return float(np.sum((b - a) * np.log(b / a)))
+
+
+# ---------------------------------------------------------------- performance
+
+
+@dataclass(frozen=True)
+class PerformanceCheck:
+    fired: bool
+    degradation_pct: float | None
+    p_value: float | None
+    source: str  # "forecast_log" | "backtest" | "none"
+    recent_rmse: float | None
+    baseline_rmse: float | None
+    n_recent: int
+    n_baseline: int
+    reason: str | None
+
+
+def performance_check(
+    errors: pd.DataFrame,
+    as_of: date,
+    settings: TriggerSettings,
+    source: str,
+    *,
+    max_step: int | None = None,
+) -> PerformanceCheck:
+    """Compare realized errors (forecast - actual) of recent target dates with a baseline before them.
+
+    Windows by target date: recent = (as_of - performance_recent_days, as_of], baseline = the
+    `performance_baseline_days` before that. Target dates after `as_of` and non-finite errors are
+    ignored. degradation_pct = (RMSE recent / RMSE baseline - 1) x 100.
+
+    Fires when degradation_pct >= `performance_degradation_pct` AND a one-sided test at
+    `performance_alpha` says the rise is unlikely to be noise. The test: per target date, the mean
+    of log squared errors (squared errors floored at 1e-4 x the pooled MSE, so an exact hit is not
+    -inf); the recent mean minus the baseline mean, over a standard error from batch means, against
+    a Student t. Why this test:
+    - log squared errors make it a scale test whose level holds for fat-tailed errors (squared
+      Student-t(4) errors have infinite variance; a test on the MSE ratio fired 6.5% at 5% there);
+    - forecasts k steps ahead share return shocks with every forecast whose target is within k
+      observations, so errors of nearby target dates are dependent, and a test that treats them as
+      independent fires several times too often. Baseline dates are cut into batches of
+      b = max(ceil(1.5 x max_step), recent dates) consecutive dates (b = 1 for one-step errors);
+      the spread of batch means gives the variance of a mean of n dates (x b / n), with
+      (number of batches - 1) degrees of freedom. `max_step` is the longest lead in the errors:
+      the argument if given, else the `step` column's maximum if present, else 1 (independent).
+    The test needs >= 3 baseline batches and >= ceil(1.5 x max_step) recent target dates, otherwise
+    it does not fire and says why. With the defaults, 14 recent days hold ~10 banking days: enough
+    for 5-step forecasts (7d), not for 10 steps or more -- long horizons rely on drift and the time
+    fallback unless `performance_recent_days` grows.
+    Calibration (benchmarks/trigger_calibration.py) measures the false-alarm rate on stationary
+    errors: independent normal and Student-t, and overlapping random-walk forecast paths.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    recent_days, base_days = settings.performance_recent_days, settings.performance_baseline_days
+    frame = _clean_errors(errors, as_of)
+    if frame.empty:
+        return _unassessed(source, f"Performance not assessed: no realized errors ({source})")
+    end = pd.Timestamp(as_of)
+    split = end - pd.Timedelta(days=recent_days)
+    start = split - pd.Timedelta(days=base_days)
+    dates = frame["target_date"]
+    recent = frame.loc[(dates > split) & (dates <= end)]
+    base = frame.loc[(dates > start) & (dates <= split)]
+    n_r, n_b = len(recent), len(base)
+    rmse_r = _rmse(recent["error"]) if n_r else None
+    rmse_b = _rmse(base["error"]) if n_b else None
+    if rmse_r is None or rmse_b is None:
+        missing = "recent" if rmse_r is None else "baseline"
+        why = f"Performance not assessed: no realized errors in the {missing} window ({source})"
+        return _unassessed(source, why, rmse_r, rmse_b, n_r, n_b)
+    if rmse_b == 0.0:
+        return _unassessed(source, "Performance not assessed: baseline RMSE is 0", rmse_r, rmse_b, n_r, n_b)
+    degradation = (rmse_r / rmse_b - 1.0) * 100.0
+    steps = _max_step(frame, max_step)
+    floor = 1e-4 * float(np.mean(np.square(np.concatenate([recent["error"], base["error"]]))))
+    p_value, why = _batch_means_test(_daily_log_sq(base, floor), _daily_log_sq(recent, floor), steps)
+    threshold, alpha = settings.performance_degradation_pct, settings.performance_alpha
+    rmse_text = f"RMSE {degradation:+.1f}% ({rmse_r:.3g} vs {rmse_b:.3g}, {source})"
+    if p_value is None:
+        fired, reason = False, f"Performance not tested: {rmse_text}; {why}"
+    elif degradation >= threshold and p_value < alpha:
+        fired, reason = True, f"Performance degradation: RMSE {degradation:+.1f}% ({_p_text(p_value)})"
+    elif degradation >= threshold:
+        fired, reason = (
+            False,
+            f"No performance trigger: {rmse_text}, but {_p_text(p_value)} >= {alpha:g} (could be noise)",
+        )
+    else:
+        fired, reason = False, f"No performance trigger: {rmse_text} < +{threshold:g}%"
+    return PerformanceCheck(fired, degradation, p_value, source, rmse_r, rmse_b, n_r, n_b, reason)
+
+
+def _unassessed(
+    source: str,
+    reason: str,
+    recent_rmse: float | None = None,
+    baseline_rmse: float | None = None,
+    n_recent: int = 0,
+    n_baseline: int = 0,
+) -> PerformanceCheck:
+    return PerformanceCheck(
+        False, None, None, source, recent_rmse, baseline_rmse, n_recent, n_baseline, reason
+    )
+
+
+def _clean_errors(errors: pd.DataFrame, as_of: date) -> pd.DataFrame:
+    if errors.empty or not {"target_date", "error"} <= set(errors.columns):
+        return pd.DataFrame(
+            {"target_date": pd.Series(dtype="datetime64[ns]"), "error": pd.Series(dtype=float)}
+        )
+    cols = ["target_date", "error"] + (["step"] if "step" in errors.columns else [])
+    frame = errors[cols].copy()
+    frame["target_date"] = pd.to_datetime(frame["target_date"]).dt.tz_localize(None).dt.normalize()
+    frame["error"] = pd.to_numeric(frame["error"], errors="coerce").astype(np.float64)
+    ok = np.isfinite(frame["error"].to_numpy()) & frame["target_date"].notna().to_numpy()
+    frame = frame.loc[ok & (frame["target_date"] <= pd.Timestamp(as_of)).to_numpy()]
+    return frame.sort_values("target_date", ignore_index=True)
+
+
+def _max_step(frame: pd.DataFrame, max_step: int | None) -> int:
+    if max_step is not None:
+        return max(1, int(max_step))
+    if "step" in frame.columns and frame["step"].notna().any():
+        return max(1, int(pd.to_numeric(frame["step"], errors="coerce").max()))
+    return 1
+
+
+def _rmse(err: pd.Series) -> float:
+    return float(np.sqrt(np.mean(np.square(err.to_numpy(dtype=np.float64)))))
+
+
+def _daily_log_sq(frame: pd.DataFrame, floor: float) -> np.ndarray:
+    sq = np.maximum(np.square(frame["error"].to_numpy(dtype=np.float64)), floor)
+    per_date = pd.Series(np.log(sq)).groupby(frame["target_date"].to_numpy()).mean().sort_index()
+    return np.asarray(per_date.to_numpy(dtype=np.float64), dtype=np.float64)
+
+
+def _batch_means_test(base: np.ndarray, recent: np.ndarray, max_step: int) -> tuple[float | None, str]:
+    n_b, n_r = len(base), len(recent)
+    # Batches at least as long as the recent window: scaling a batch variance down to n_r dates is
+    # conservative, scaling it up is not (the dependence inflates the variance of longer means more).
+    min_batch = 1 if max_step <= 1 else math.ceil(1.5 * max_step)
+    batch = max(min_batch, n_r) if max_step > 1 else 1
+    if n_r < max(min_batch, 2):
+        return None, (
+            f"the recent window holds {n_r} target dates, fewer than one batch of {max(min_batch, 2)} "
+            f"(errors up to {max_step} steps ahead are dependent; lengthen performance_recent_days)"
+        )
+    n_batches = n_b // batch
+    if n_batches < 3:
+        return None, (
+            f"too few baseline target dates ({n_b}) for 3 batches of {batch} "
+            f"(errors up to {max_step} steps ahead are dependent)"
+        )
+    means = base[n_b - n_batches * batch :].reshape(n_batches, batch).mean(axis=1)
+    var_batch = float(np.var(means, ddof=1))
+    se = math.sqrt(var_batch * batch * (1.0 / n_r + 1.0 / n_b))
+    diff = float(recent.mean() - base.mean())
+    if se == 0.0:
+        return (0.0 if diff > 0 else 1.0), ""
+    return float(stats.t.sf(diff / se, n_batches - 1)), ""
+
+
+# ---------------------------------------------------------------- decision
+
+
+@dataclass(frozen=True)
+class TriggerDecision:
+    horizon: str
+    as_of: date
+    fire: bool
+    forced: bool
+    reasons: tuple[str, ...]
+    time: TimeCheck
+    drift: DriftCheck
+    performance: PerformanceCheck
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict with stable keys (dates as ISO strings, non-finite numbers as null)."""
+        d, p, t = self.drift, self.performance, self.time
+        return {
+            "horizon": self.horizon,
+            "as_of": self.as_of.isoformat(),
+            "fire": self.fire,
+            "forced": self.forced,
+            "triggered_by": triggered_by(self),
+            "reasons": list(self.reasons),
+            "time": {
+                "fired": t.fired,
+                "days_since_last": t.days_since_last,
+                "threshold_days": t.threshold_days,
+                "reason": t.reason,
+            },
+            "drift": {
+                "fired": d.fired,
+                "severity": d.severity,
+                "stale": d.stale,
+                "last_observation": d.last_observation.isoformat() if d.last_observation else None,
+                "n_recent": d.n_recent,
+                "n_reference": d.n_reference,
+                "vol_ratio": _num(d.vol_ratio),
+                "scan_obs": d.scan_obs,
+                "scan_vol_ratio": _num(d.scan_vol_ratio),
+                "wasserstein_sigma": _num(d.wasserstein_sigma),
+                "psi": _num(d.psi),
+                "ks_stat": _num(d.ks_stat),
+                "p_ks": _num(d.p_ks),
+                "p_scale_up": _num(d.p_scale_up),
+                "p_scale_down": _num(d.p_scale_down),
+                "p_value": _num(d.p_value),
+                "reason": d.reason,
+            },
+            "performance": {
+                "fired": p.fired,
+                "degradation_pct": _num(p.degradation_pct),
+                "p_value": _num(p.p_value),
+                "source": p.source,
+                "recent_rmse": _num(p.recent_rmse),
+                "baseline_rmse": _num(p.baseline_rmse),
+                "n_recent": p.n_recent,
+                "n_baseline": p.n_baseline,
+                "reason": p.reason,
+            },
+        }
+
+
+def _num(x: float | None) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def decide(
+    horizon: str,
+    as_of: date,
+    time: TimeCheck,
+    drift: DriftCheck,
+    performance: PerformanceCheck,
+    forced: bool = False,
+) -> TriggerDecision:
+    """Fire when any check fired or the operator forced it; reasons list what fired, most urgent first."""
+    reasons = [c.reason for c in (performance, drift, time) if c.fired and c.reason]
+    if forced:
+        reasons.append("Forced by operator")
+    fire = forced or performance.fired or drift.fired or time.fired
+    return TriggerDecision(horizon, as_of, fire, forced, tuple(reasons), time, drift, performance)
+
+
+def triggered_by(decision: TriggerDecision) -> str:
+    """The history's short label: fired parts joined by '+', e.g. 'performance+drift', 'time', 'forced'."""
+    parts = [
+        name
+        for name, on in (
+            ("forced", decision.forced),
+            ("performance", decision.performance.fired),
+            ("drift", decision.drift.fired),
+            ("time", decision.time.fired),
+        )
+        if on
+    ]
+    return "+".join(parts) if parts else "none"
