@@ -109,6 +109,9 @@ def run_command(
             failures += 1
             say(f"{h}: failed: {exc}")
             _record_failure(ws, h, run_id, now, str(exc))
+            from bot.metrics_store import record_failed_run
+
+            record_failed_run(ws, h, run_id, now, str(exc))
             continue
         say(describe(outcome))
         if stage == "search":
@@ -190,6 +193,19 @@ def rollback_command(
             pull_request=str(pull.number), override_reason=None, notes=f"reverts #{pull.reverts}: {reason}",
         ),
     )  # fmt: skip
+    if pull.state == "merged":
+        from bot.alerts import notify
+        from bot.metrics_store import record_merge
+
+        record_merge(ws, pull, now)
+        notify(
+            ws,
+            "rollback_executed",
+            {
+                "horizon": horizon, "reason": reason, "automatic": False, "from_version": f"#{pull.reverts}",
+                "to_version": "previous config", "commit": pull.merge_sha or "", "executed_at": now,
+            },
+        )  # fmt: skip
     state = "merged" if pull.state == "merged" else "opened (merge it to roll back)"
     say(f"{horizon}: revert pull request #{pull.number} {state}: {pull.title}")
 

@@ -16,7 +16,6 @@ Speed by design:
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +100,14 @@ class BacktestCache:
         return len(self._rows)
 
 
+def _group_key(cfg: HorizonConfig) -> tuple[object, ...]:
+    """Configs with the same key share one predict call per origin (they differ only in num_samples)."""
+    key: tuple[object, ...] = (cfg.effective_context_length, cfg.prediction_length)
+    if cfg.model_family is Family.T5:
+        key = (*key, cfg.temperature, cfg.top_k, cfg.top_p)
+    return key
+
+
 def _origin_seed(seed: int, origin: pd.Timestamp) -> int:
     digest = hashlib.sha256(f"{seed}:{origin.date().isoformat()}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
@@ -135,6 +142,30 @@ class Engine:
         self.stats = EngineStats()
         self._warm = False
 
+    def pending_calls(self, configs: Sequence[HorizonConfig], origins: Sequence[int]) -> int:
+        """Predict calls `evaluate` would make: (call group, origin) pairs not fully in the cache."""
+        groups: dict[tuple[object, ...], list[HorizonConfig]] = {}
+        for cfg in configs:
+            groups.setdefault(_group_key(cfg), []).append(cfg)
+        pending = 0
+        for members in groups.values():
+            for origin in origins:
+                when = pd.Timestamp(self.dates.iloc[origin])
+                fp = self._fingerprint(members[0], origin)
+                if any(self.cache.get(self.cache_key(c), when, fp) is None for c in members):
+                    pending += 1
+        return pending
+
+    def time_one_call(self, cfg: HorizonConfig, origin: int) -> float:
+        """Seconds of one warm predict at `cfg`'s largest draw (used to size a search to its budget)."""
+        self._warm_up(cfg, origin)
+        ctx = context_window(self.values, origin, cfg.effective_context_length)
+        _, chunk_seconds = self.model.predict(
+            ctx, cfg.prediction_length, num_samples=cfg.num_samples, temperature=cfg.temperature,
+            top_k=cfg.top_k, top_p=cfg.top_p, seed=0, sample_chunk=self.sample_chunk,
+        )  # fmt: skip
+        return float(sum(chunk_seconds))
+
     def cache_key(self, cfg: HorizonConfig) -> str:
         return f"{self.model.model_id}@{self.model.revision}|{config_hash(cfg)}"
 
@@ -160,10 +191,7 @@ class Engine:
         configs = list({config_hash(c): c for c in configs}.values())
         groups: dict[tuple[object, ...], list[HorizonConfig]] = {}
         for cfg in configs:
-            group: tuple[object, ...] = (cfg.effective_context_length, cfg.prediction_length)
-            if cfg.model_family is Family.T5:
-                group = (*group, cfg.temperature, cfg.top_k, cfg.top_p)
-            groups.setdefault(group, []).append(cfg)
+            groups.setdefault(_group_key(cfg), []).append(cfg)
         frames: dict[str, list[pd.DataFrame]] = {config_hash(c): [] for c in configs}
         seconds: dict[str, dict[pd.Timestamp, float]] = {config_hash(c): {} for c in configs}
         total = len(groups) * len(origins)
@@ -231,12 +259,3 @@ class Engine:
             frames[key].append(rows)
             seconds[key][when] = secs
             self.cache.put(self.cache_key(cfg), when, fp, rows, secs)
-
-
-def estimate_seconds(configs: Sequence[HorizonConfig], n_origins: int, seconds_per_call: float) -> float:
-    """Rough cost of a plan: one call per (context, temperature) group and origin, scaled by draws."""
-    groups: dict[tuple[object, ...], int] = {}
-    for cfg in configs:
-        g = (cfg.effective_context_length, cfg.temperature)
-        groups[g] = max(groups.get(g, 0), cfg.num_samples or 1)
-    return sum(n_origins * seconds_per_call * math.ceil(draws / 50) for draws in groups.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from bot.adapters.sources import MINDICADOR_URL, fetch_mindicador, read_series_file
@@ -31,4 +32,14 @@ def ingest_series(
     marker = ws.series_path.parent / "SYNTHETIC"
     if marker.exists() and source != "synthetic":
         marker.unlink()
+    if ws.forecasts_path.exists():
+        # New actuals turn logged forecasts into realized errors: fill "RMSE after" in the metrics.
+        from datetime import UTC, datetime
+
+        from bot.metrics_store import fill_realized_from_forecast_log
+
+        try:
+            fill_realized_from_forecast_log(ws, frame, datetime.now(UTC))
+        except ChronopsError as exc:
+            report = replace(report, warnings=(*report.warnings, f"realized RMSE not updated: {exc}"))
     return report

@@ -23,6 +23,7 @@ from bot.adapters.chronos import LoadedModel, load_model
 from bot.adapters.configs import read_config
 from bot.adapters.store import atomic_write_text, read_table, write_table
 from bot.adapters.tiny import is_random_weight_model
+from bot.alerts import notify, notify_outcome, triggered_context
 from bot.core.backtest import OriginPlan, origin_step, walk_forward_origins
 from bot.core.config import HorizonConfig, Provenance, config_hash, config_to_dict, render_config
 from bot.core.gate import Verdict, evaluate_gate
@@ -41,7 +42,9 @@ from bot.engine import BacktestCache, Engine, Evaluation
 from bot.errors import DataError
 from bot.forge import Forge, Proposal, ProposalResult
 from bot.history import HistoryRecord, get_last_optimization_date, record_optimization
+from bot.metrics_store import record_run_metrics
 from bot.report import chart_panels, write_run_reports
+from bot.searcher import run_search
 from bot.workspace import Workspace
 
 ProgressFactory = Callable[[str, int], Callable[[int, int], None]]
@@ -191,7 +194,14 @@ def run_horizon(
     series = load_series(ws, options.as_of)
     decision = trigger_decision(ws, horizon, series, today, force=options.force, backtest_errors=None)
     if not decision.fire:
-        return HorizonOutcome(horizon, "skipped", decision=decision, current=live, message="no trigger fired")
+        skipped = HorizonOutcome(
+            horizon, "skipped", decision=decision, current=live, message="no trigger fired"
+        )
+        if options.stage != "search":
+            record_run_metrics(ws, skipped, run_id, now)
+        return skipped
+    if options.dry_run is None and options.stage != "search":
+        notify(ws, "optimization_triggered", triggered_context(decision, run_id, now, "a few minutes"))
 
     started = time.perf_counter()
     plan = _plan_for(ws, live)
@@ -206,8 +216,14 @@ def run_horizon(
     )  # fmt: skip
     tick = progress(f"{horizon} search", 1) if progress else None
     candidates = [c.config for c in plan.candidates]
-    tuning = engine.evaluate(candidates, origins.tuning, progress=tick)
-    ranking = rank(tuning)
+    s = ws.settings.search
+    searched = run_search(
+        engine, candidates, origins.tuning, strategy=s.strategy, seed=s.seed,
+        budget_seconds=s.time_budget_seconds, progress=tick,
+    )  # fmt: skip
+    tuning = searched.evaluations
+    complete = {k: v for k, v in tuning.items() if k in searched.complete}
+    ranking = rank(complete) + rank({k: v for k, v in tuning.items() if k not in searched.complete})
     winner = ranking[0][0]
     tick = progress(f"{horizon} validate", 1) if progress else None
     validation = engine.evaluate([live, winner], origins.validation, progress=tick)
@@ -242,6 +258,7 @@ def run_horizon(
     context = report_context(
         ws, outcome, series=series, model=model, origins=origins, plan=plan,
         validation={"current": validation[live_key].scores(), "candidate": cand_scores}, options=options, run_id=run_id,
+        search_notes=(f"strategy: {searched.strategy}", *searched.notes),
     )  # fmt: skip
     automerge = ws.settings.forge.automerge if options.automerge is None else options.automerge
     written = write_run_reports(
@@ -278,6 +295,10 @@ def finish_horizon(
     else:
         outcome.proposal = _propose(ws, forge, outcome, body, options)
     _record(ws, outcome, run_id, now)
+    record_run_metrics(ws, outcome, run_id, now)
+    if options.dry_run is None:
+        automerge = ws.settings.forge.automerge if options.automerge is None else options.automerge
+        notify_outcome(ws, outcome, run_id, automerge=automerge)
     return outcome
 
 
@@ -392,6 +413,7 @@ def report_context(
     validation: dict[str, Scores],
     options: RunOptions,
     run_id: str,
+    search_notes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     assert outcome.verdict is not None and outcome.winner is not None and outcome.current is not None
     cur, new = config_to_dict(outcome.current), config_to_dict(outcome.winner)
@@ -435,6 +457,7 @@ def report_context(
         "all_candidates": top,
         "n_candidates": len(top),
         "duplicates": list(plan.duplicates),
+        "search_notes": list(search_notes),
         "n_tuning": len(origins.tuning),
         "n_validation": len(origins.validation),
         "trigger_reasons": list(outcome.decision.reasons) if outcome.decision else [],

@@ -103,6 +103,18 @@ class DeploySettings:
             "models/*",
         ]
     )
+    # `chronops deploy`: the forecasters' health endpoints, polled until they report the new hashes.
+    health_urls: list[str] = field(default_factory=lambda: ["http://127.0.0.1:8080/healthz"])
+    health_timeout_seconds: float = 120.0  # a first model load (cold hub cache) is slow
+    health_poll_seconds: float = 1.0
+    # `chronops serve`: how often it looks for changed live configs, and how often it forecasts.
+    poll_seconds: float = 0.5
+    forecast_interval_seconds: float = 86400.0
+    # Where `chronops serve` refreshes the series before forecasting: "" re-reads data/series.parquet
+    # (kept fresh by someone else), csv re-ingests `series_path`, mindicador fetches `series_url`.
+    series_source: str = ""
+    series_path: str = ""
+    series_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,7 @@ _CHOICES = {
     ("forge", "kind"): {"local", "github"},
     ("forge", "merge_method"): {"merge", "squash", "rebase"},
     ("alerts", "smtp_security"): {"starttls", "ssl", "none"},
+    ("deploy", "series_source"): {"", "csv", "mindicador"},
 }
 
 
@@ -247,6 +260,12 @@ def _check_semantics(obj: Any, source: str, path: tuple[str, ...]) -> None:
             raise SettingsError(f"{source}: search.tuning_origins and validation_origins must be >= 2")
         if obj.sample_chunk < 1:
             raise SettingsError(f"{source}: search.sample_chunk must be >= 1")
+    if isinstance(obj, DeploySettings):
+        for name in ("health_poll_seconds", "poll_seconds", "forecast_interval_seconds"):
+            if getattr(obj, name) <= 0:
+                raise SettingsError(f"{source}: deploy.{name} must be > 0")
+        if obj.series_source == "csv" and not obj.series_path:
+            raise SettingsError(f"{source}: deploy.series_source = 'csv' needs deploy.series_path (the file)")
     if isinstance(obj, ApprovalSettings) and not 0 < obj.max_noise_probability <= 1:
         raise SettingsError(f"{source}: approval.max_noise_probability must be in (0, 1]")
 
@@ -310,7 +329,18 @@ base_branch = "main"
 reviewers = []
 
 [deploy]
-live_dir = "live/configs"
+live_dir = "live/configs"         # `chronops deploy` writes here; `chronops serve` reloads from here
+# model_allowlist: model_ids `deploy` lets into production (globs; local dirs only under the workspace).
+# Default: amazon/chronos-t5-{tiny,mini,small,base}, amazon/chronos-bolt-{tiny,mini,small,base},
+# amazon/chronos-2 and "models/*".
+health_urls = ["http://127.0.0.1:8080/healthz"]  # forecasters that must report the new config hashes
+health_timeout_seconds = 120.0    # then the deploy fails: previous configs restored, exit 5
+health_poll_seconds = 1.0
+poll_seconds = 0.5                # serve: how often to look for changed live configs
+forecast_interval_seconds = 86400.0  # serve: refresh the series and forecast this often
+series_source = ""                # serve: "" re-reads data/series.parquet | csv | mindicador
+series_path = ""                  # csv: the date,value file to re-ingest
+series_url = ""                   # mindicador: API base URL ("" = public API)
 
 [alerts]                          # email alerts (login from env SMTP_USER / SMTP_PASSWORD)
 enabled = false

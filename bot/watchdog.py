@@ -212,4 +212,4 @@ def _repository_from_env(ws: Workspace) -> Repository:
     from bot.github_forge import GitHubForge
 
     forge = GitHubForge.from_environment(ws)
-    return forge._repository()
+    return forge.api_repository()

@@ -84,3 +84,30 @@ def sample_candidates(plan: SearchPlan, n: int, seed: int) -> SearchPlan:
         plan.duplicates,
         plan.ignored_knobs,
     )
+
+
+def halving_rungs(n_origins: int, *, first: int = 4) -> list[int]:
+    """Origin counts at which successive halving judges: e.g. 24 → [6, 12, 24]."""
+    rungs: list[int] = []
+    k = max(2, min(first, n_origins), n_origins // 4)
+    while k < n_origins:
+        rungs.append(k)
+        k *= 2
+    return [*rungs, n_origins]
+
+
+def halving_survivors(
+    rmse_by_key: dict[str, float], *, keep_fraction: float = 0.5, min_keep: int = 3
+) -> set[str]:
+    """The best `keep_fraction` (at least `min_keep`) by RMSE on the origins scored so far.
+
+    Rule: after each rung every surviving candidate has been scored on the same origins; those ranked
+    below the cut are dropped. Ties at the cut are kept. All candidates share each origin's seed
+    (common random numbers), so a rung compares configs, not sampling luck.
+    """
+    ordered = sorted(rmse_by_key.items(), key=lambda kv: (kv[1], kv[0]))
+    keep = max(min_keep, round(len(ordered) * keep_fraction))
+    if keep >= len(ordered):
+        return set(rmse_by_key)
+    cut = ordered[keep - 1][1]
+    return {k for k, v in ordered if v <= cut}
