@@ -276,6 +276,39 @@ def history(horizon: HorizonOpt = None, json_: JsonOpt = False, workspace: Works
     out.print(table)
 
 
+@app.command()
+def check(
+    horizon: HorizonOpt = None,
+    all_: AllOpt = False,
+    data: Annotated[Path | None, typer.Option(help="Any date,value CSV or parquet series instead of the store.")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Evaluate as if today were DATE (YYYY-MM-DD), with data known then.")
+    ] = None,
+    json_: JsonOpt = False,
+    workspace: WorkspaceOpt = Path(),
+) -> None:
+    """Would the triggers fire? Performance degradation, drift on log returns, time fallback.
+
+    Exit 0 whether or not anything fires; non-zero only on errors."""
+    import json
+    from datetime import date
+
+    from bot.check import as_json, check as run_check, describe
+
+    when = None
+    if as_of:
+        try:
+            when = date.fromisoformat(as_of)
+        except ValueError:
+            raise ChronopsError(f"--as-of {as_of!r} is not a date (use YYYY-MM-DD)") from None
+    decisions = run_check(workspace, horizon=horizon, all_=all_, data=data, as_of=when)
+    if json_:
+        out.print_json(json.dumps(as_json(decisions), default=str))
+        return
+    for d in decisions:
+        out.print(describe(d), markup=False, highlight=False)
+
+
 @app.command("schedule-guard")
 def schedule_guard() -> None:
     """Exit 0 when it is Sunday 02:xx in America/Santiago, else 10 (the workflow's skip signal).
@@ -397,6 +430,99 @@ def watchdog(
     if json_:
         out.print_json(json.dumps(health.to_dict(), default=str))
     raise typer.Exit(code)
+
+
+@app.command()
+def forecast(
+    horizon: HorizonOpt = None,
+    all_: AllOpt = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Issue date YYYY-MM-DD (default: today in Chile); uses what was known then."),
+    ] = None,
+    live_dir: Annotated[
+        Path | None,
+        typer.Option("--live-dir", help="Read <DIR>/<horizon>.json instead of configs/<horizon>.json."),
+    ] = None,
+    workspace: WorkspaceOpt = Path(),
+) -> None:
+    """Forecast the next prediction_length business days with each live config and append them to
+    data/forecasts.parquet (point = median, 95% interval). Re-running on the same issue date with
+    the same config appends nothing. Exit 1 when any horizon failed."""
+    from datetime import date
+
+    from bot.forecaster import forecast_command
+
+    try:
+        issue = date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        raise ChronopsError(f"--as-of {as_of!r}: not a date (use YYYY-MM-DD)") from None
+    code = forecast_command(
+        workspace, horizon=horizon, all_=all_, as_of=issue, live_dir=live_dir, say=out.print
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    horizon: HorizonOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="All four horizons (the default).")] = False,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8080,
+    live_dir: Annotated[
+        Path | None, typer.Option("--live-dir", help="Live configs directory (default: deploy.live_dir).")
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(help="Seconds between forecast cycles (default: deploy.forecast_interval_seconds, a day)."),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Load the live configs, forecast once, exit (no HTTP server).")
+    ] = False,
+    workspace: WorkspaceOpt = Path(),
+) -> None:
+    """The production forecaster: serves GET /healthz and GET /forecast/<horizon>, reloads a live
+    config when its file changes (no restart; a broken one keeps the old one serving and is reported
+    in /healthz), refreshes the series and forecasts into data/forecasts.parquet once per interval.
+    SIGTERM or Ctrl-C stops it cleanly (exit 0)."""
+    from bot.forecaster import serve_command
+
+    def say(line: str) -> None:
+        out.print(line, markup=False, highlight=False)
+        sys.stdout.flush()
+
+    code = serve_command(
+        workspace, horizon=horizon, all_=all_, host=host, port=port, live_dir=live_dir,
+        interval=interval, once=once, say=say,
+    )  # fmt: skip
+    raise typer.Exit(code)
+
+
+@app.command()
+def deploy(
+    auto_revert: Annotated[
+        bool,
+        typer.Option("--auto-revert", help="On failure also open and merge a revert PR per changed horizon."),
+    ] = False,
+    forge: Annotated[str | None, typer.Option(help="local or github (default: settings.forge.kind).")] = None,
+    no_health_check: Annotated[
+        bool, typer.Option("--no-health-check", help="Install without waiting for the forecasters.")
+    ] = False,
+    workspace: WorkspaceOpt = Path(),
+) -> None:
+    """Apply configs/<horizon>.json to the live dir (deploy.live_dir) after strict validation and the
+    model allow-list; wait for the forecasters' deploy.health_urls to report the new config hashes;
+    on failure restore the previous configs (and with --auto-revert revert the merge).
+
+    Exit codes: 0 deployed, or nothing to deploy; 1 refused before installing anything (a config
+    outside the schema or the model allow-list) or another known error; 3 crash (log written);
+    5 deploy failed (health mismatch, timeout or unreachable): previous configs restored."""
+    from bot.deploy import deploy_command
+
+    deploy_command(
+        workspace, auto_revert=auto_revert, forge_kind=forge, health_check=not no_health_check,
+        say=lambda line: out.print(line, markup=False, highlight=False),
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

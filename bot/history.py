@@ -56,12 +56,14 @@ def read_history(path: Path) -> pd.DataFrame:
     return frame
 
 
-def get_last_optimization_date(path: Path, horizon: str) -> date | None:
-    """Date of the last completed optimization (search ran to a verdict) for `horizon`."""
+def get_last_optimization_date(path: Path, horizon: str, *, as_of: date | None = None) -> date | None:
+    """Date of the last completed optimization (search ran to a verdict) for `horizon`, on or before `as_of`."""
     frame = read_history(path)
     if frame.empty:
         return None
     done = frame[(frame["horizon"] == horizon) & frame["success"].astype(bool)]
+    if as_of is not None:
+        done = done[done["optimization_date"].dt.date <= as_of]
     if done.empty:
         return None
     last: date = pd.Timestamp(done["optimization_date"].max()).date()

@@ -109,7 +109,7 @@ def trigger_decision(
 ) -> TriggerDecision:
     """The same decision `chronops check` prints."""
     settings = ws.settings.triggers
-    last = get_last_optimization_date(ws.history_path, horizon)
+    last = get_last_optimization_date(ws.history_path, horizon, as_of=today)
     t = time_check(last, today, settings)
     d = drift_check(series, today, settings)
     errors, source = _forecast_errors(ws, horizon, series)
@@ -119,6 +119,29 @@ def trigger_decision(
         errors, source = pd.DataFrame({"target_date": pd.Series(dtype="datetime64[ns]"), "error": []}), "none"
     p = performance_check(errors, today, settings, source)
     return decide(horizon, today, t, d, p, forced=force)
+
+
+def backtest_errors(ws: Workspace, live: HorizonConfig) -> pd.DataFrame | None:
+    """The live config's rolling-origin backtest errors from the cache (the fallback when no
+    production forecast log exists yet): target_date, error, step."""
+    if not ws.cache_path.exists():
+        return None
+    from bot.adapters.chronos import model_revision
+
+    path = ws.path(live.model_id)
+    revision = model_revision(str(path) if path.is_dir() else live.model_id)
+    key = f"{live.model_id}@{revision}|{config_hash(live)}"  # as Engine.cache_key spells it
+    cache = read_table(ws.cache_path)
+    rows = cache[cache["cache_key"] == key] if "cache_key" in cache.columns else cache.iloc[0:0]
+    if rows.empty:
+        return None
+    return pd.DataFrame(
+        {
+            "target_date": pd.to_datetime(rows["target_date"]),
+            "error": rows["point"].to_numpy() - rows["actual"].to_numpy(),
+            "step": rows["step"].to_numpy(),
+        }
+    ).sort_values("target_date", ignore_index=True)
 
 
 def _forecast_errors(ws: Workspace, horizon: str, series: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
@@ -192,7 +215,9 @@ def run_horizon(
     today = options.as_of or now.date()
     live = read_config(ws.config_path(horizon))
     series = load_series(ws, options.as_of)
-    decision = trigger_decision(ws, horizon, series, today, force=options.force, backtest_errors=None)
+    decision = trigger_decision(
+        ws, horizon, series, today, force=options.force, backtest_errors=backtest_errors(ws, live)
+    )
     if not decision.fire:
         skipped = HorizonOutcome(
             horizon, "skipped", decision=decision, current=live, message="no trigger fired"

@@ -96,7 +96,7 @@ def _detect_family(pipeline: Any) -> Family:
     raise ModelError(f"unsupported Chronos pipeline class {name}")
 
 
-def _revision(model_id: str) -> str:
+def model_revision(model_id: str) -> str:
     """A local directory's revision is a hash of its config and weights' sizes/mtimes; hub ids use 'main'."""
     path = Path(model_id)
     if path.is_dir():
@@ -167,7 +167,7 @@ def load_model(
             f"model_id '{model_id}' is a {family.value} model but the config says model_family="
             f"'{expected_family.value}' (fix model_family)"
         )
-    loaded = LoadedModel(model_id, family, _revision(resolved), pipeline, device)
+    loaded = LoadedModel(model_id, family, model_revision(resolved), pipeline, device)
     log.info("loaded %s (%s) in %.1fs", model_id, family.value, time.perf_counter() - started)
     _CACHE[key] = loaded
     return loaded

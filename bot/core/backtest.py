@@ -56,7 +56,12 @@ def walk_forward_origins(
             f"between {n} origins + {prediction_length} ahead), the series has {n_obs}; reduce "
             "search.tuning_origins / search.validation_origins or the largest context_length"
         )
-    last = n_obs - prediction_length
+    # Origins sit on a fixed grid (multiples of `step` from the first observation), so new data adds
+    # new origins instead of shifting the old ones: next week's run reuses the backtest cache.
+    # With barely enough data the grid may not fit; then the newest possible origin anchors instead.
+    latest = n_obs - prediction_length
+    snapped = latest - latest % step
+    last = snapped if snapped - (n - 1) * step >= max_context else latest
     origins = [last - i * step for i in range(n)][::-1]
     return OriginPlan(tuple(origins[:n_tuning]), tuple(origins[n_tuning:]), step, prediction_length)
 

@@ -1,0 +1,69 @@
+"""`chronops check`: the trigger decision per horizon, printed or as stable JSON.
+
+The same decision `chronops run` uses. `--data` takes any date,value CSV/parquet series instead of
+the store; `--as-of DATE` evaluates as if today were DATE using only data known then. Exit 0 whether
+or not anything fires; non-zero only on errors.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bot.adapters.sources import read_series_file
+from bot.core.series import known_as_of, validate_series
+from bot.core.triggers import TriggerDecision
+from bot.errors import DataError
+from bot.pipeline import load_series, trigger_decision
+from bot.workspace import Workspace, resolve_horizons
+
+
+def check(
+    root: Path, *, horizon: str | None, all_: bool, data: Path | None, as_of: date | None
+) -> list[TriggerDecision]:
+    ws = Workspace.open(root)
+    horizons = resolve_horizons(horizon, all_ or horizon is None)
+    today = as_of or datetime.now(UTC).date()
+    if data is not None:
+        frame, _ = validate_series(
+            read_series_file(data), source=str(data), max_gap_days=ws.settings.data.max_gap_days
+        )
+        series = known_as_of(frame, today) if as_of else frame
+    else:
+        series = load_series(ws, as_of)
+    if series.empty:
+        raise DataError(f"no observations known on or before {today}")
+    if pd.Timestamp(series["date"].iloc[0]).date() > today:
+        raise DataError(f"--as-of {today} is before the first observation")
+    from bot.adapters.configs import read_config
+    from bot.pipeline import backtest_errors
+
+    return [
+        trigger_decision(
+            ws,
+            h,
+            series,
+            today,
+            force=False,
+            backtest_errors=backtest_errors(ws, read_config(ws.config_path(h))),
+        )
+        for h in horizons
+    ]
+
+
+def as_json(decisions: list[TriggerDecision]) -> dict[str, Any]:
+    return {"schema_version": 1, "decisions": [d.to_json() for d in decisions]}
+
+
+def describe(d: TriggerDecision) -> str:
+    head = f"{d.horizon}: {'FIRE' if d.fire else 'no trigger'} (as of {d.as_of})"
+    lines = [head]
+    lines += [f"  - {r}" for r in d.reasons]
+    for name, check_ in (("time", d.time), ("drift", d.drift), ("performance", d.performance)):
+        reason = getattr(check_, "reason", None)
+        if reason and not check_.fired:
+            lines.append(f"  · {name}: {reason}")
+    return "\n".join(lines)

@@ -1,0 +1,600 @@
+"""Production forecasts: `chronops forecast` issues one forecast per horizon into the forecast log, and
+`chronops serve` is the always-on forecaster that reloads live configs without restarting.
+
+A forecast is issued per (issue date, horizon, config hash): the next `prediction_length` business days
+after the last observation known on the issue date, point = median, 95% interval, appended to
+data/forecasts.parquet. Issuing again on the same day with the same config appends nothing.
+
+The service keeps one `Slot` (parsed config + loaded model) per horizon. A watcher thread re-reads
+`<live_dir>/<h>.json` every `deploy.poll_seconds`; when the bytes change it parses the config and loads
+its model *outside* the lock, then swaps the slot reference under the lock. Requests only read slot
+references under the lock, so a reload never fails a request in flight, and a config that does not
+parse or load leaves the old slot serving while /healthz reports the error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+
+from bot.adapters.chronos import LoadedModel, load_model
+from bot.adapters.configs import read_config
+from bot.adapters.forecast_log import FORECAST_COLUMNS, append_forecasts, read_forecast_log
+from bot.adapters.store import file_lock
+from bot.adapters.tiny import is_random_weight_model
+from bot.core.config import HORIZONS, HorizonConfig, config_hash
+from bot.core.metrics import Forecast
+from bot.errors import ChronopsError
+from bot.schedule import SANTIAGO
+from bot.workspace import Workspace, resolve_horizons
+
+log = logging.getLogger(__name__)
+Say = Callable[[str], None]
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def santiago_today(now: datetime) -> date:
+    """The issue date: the calendar day in Chile, where the observado is published."""
+    return now.astimezone(SANTIAGO).date()
+
+
+def target_dates(last_observation: pd.Timestamp, steps: int) -> pd.DatetimeIndex:
+    """The next `steps` business days (Mon–Fri) after the last observation.
+
+    Chilean bank holidays are not skipped: a target that falls on one simply never gets an actual.
+    """
+    start = pd.Timestamp(last_observation).normalize() + pd.offsets.BDay(1)
+    return pd.bdate_range(start, periods=steps)
+
+
+def live_config_path(ws: Workspace, horizon: str, live_dir: Path | None) -> Path:
+    """configs/<h>.json of the workspace, or <live_dir>/<h>.json when a live dir is given."""
+    return (live_dir / f"{horizon}.json") if live_dir is not None else ws.config_path(horizon)
+
+
+def model_is_random(ws: Workspace, model_id: str) -> bool:
+    path = Path(model_id)
+    path = path if path.is_absolute() else ws.root / path
+    return path.is_dir() and is_random_weight_model(path)
+
+
+def predict_config(
+    model: LoadedModel, cfg: HorizonConfig, values: np.ndarray, *, seed: int, sample_chunk: int
+) -> Forecast:
+    """One forecast of `cfg.prediction_length` steps from the last `effective_context_length` values."""
+    context = np.asarray(values, dtype=np.float64)[-cfg.effective_context_length :]
+    forecast, _seconds = model.predict(
+        context, cfg.prediction_length, num_samples=cfg.num_samples, temperature=cfg.temperature,
+        top_k=cfg.top_k, top_p=cfg.top_p, seed=seed, sample_chunk=sample_chunk,
+    )  # fmt: skip
+    return forecast
+
+
+def forecast_rows(
+    cfg: HorizonConfig,
+    forecast: Forecast,
+    targets: pd.DatetimeIndex,
+    *,
+    issue_date: date,
+    created_at: datetime,
+) -> pd.DataFrame:
+    """The forecast log rows of one issue (FORECAST_COLUMNS)."""
+    lo, hi = forecast.interval95()
+    n = len(targets)
+    return pd.DataFrame(
+        {
+            "issue_date": [pd.Timestamp(issue_date)] * n,
+            "horizon": cfg.horizon,
+            "config_hash": config_hash(cfg),
+            "target_date": targets,
+            "point": forecast.median()[:n],
+            "lo95": lo[:n],
+            "hi95": hi[:n],
+            "model_id": cfg.model_id,
+            "created_at": pd.Timestamp(created_at),
+        },
+        columns=FORECAST_COLUMNS,
+    )
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One horizon's forecast for one issue date; `appended` is False when the log already had it."""
+
+    horizon: str
+    issue_date: date
+    config_hash: str
+    model_id: str
+    rows: pd.DataFrame
+    appended: bool
+    random_weights: bool
+    last_observation: date
+
+    def to_json(self) -> dict[str, Any]:
+        steps = [
+            {
+                "target_date": pd.Timestamp(r.target_date).date().isoformat(),
+                "point": float(r.point),
+                "lo95": float(r.lo95),
+                "hi95": float(r.hi95),
+            }
+            for r in self.rows.itertuples(index=False)
+        ]
+        created = self.rows["created_at"].iloc[0] if len(self.rows) else None
+        return {
+            "horizon": self.horizon,
+            "issue_date": self.issue_date.isoformat(),
+            "config_hash": self.config_hash,
+            "model_id": self.model_id,
+            "created_at": pd.Timestamp(created).isoformat() if created is not None else None,
+            "last_observation": self.last_observation.isoformat(),
+            "random_weights": self.random_weights,
+            "steps": steps,
+        }
+
+    def describe(self) -> str:
+        first, last = self.rows["target_date"].iloc[0], self.rows["target_date"].iloc[-1]
+        what = "appended to the forecast log" if self.appended else "already in the forecast log"
+        note = " (random-weight test model: the numbers are meaningless)" if self.random_weights else ""
+        return (
+            f"{self.horizon}: issue {self.issue_date} config {self.config_hash}: {len(self.rows)} steps "
+            f"{first:%Y-%m-%d} → {last:%Y-%m-%d}, {what}{note}"
+        )
+
+
+def _logged(path: Path, issue_date: date, horizon: str, digest: str) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    frame = read_forecast_log(path)
+    mine = frame[
+        (frame["issue_date"] == pd.Timestamp(issue_date))
+        & (frame["horizon"] == horizon)
+        & (frame["config_hash"] == digest)
+    ]
+    if mine.empty:
+        return None
+    latest = mine["created_at"].max()
+    return mine[mine["created_at"] == latest].sort_values("target_date", ignore_index=True)
+
+
+def issue_forecast(
+    ws: Workspace,
+    cfg: HorizonConfig,
+    *,
+    series: pd.DataFrame,
+    issue_date: date,
+    now: datetime,
+    model: LoadedModel | None = None,
+) -> Issue:
+    """Forecast `cfg` from `series` (the rows known on `issue_date`) and append it once to the log."""
+    digest = config_hash(cfg)
+    path = ws.forecasts_path
+    last_obs = pd.Timestamp(series["date"].iloc[-1])
+    random = model_is_random(ws, cfg.model_id)
+
+    def issue(rows: pd.DataFrame, appended: bool) -> Issue:
+        return Issue(cfg.horizon, issue_date, digest, cfg.model_id, rows, appended, random, last_obs.date())
+
+    existing = _logged(path, issue_date, cfg.horizon, digest)
+    if existing is not None:
+        return issue(existing, False)
+    model = model or load_model(cfg.model_id, expected_family=cfg.model_family, workspace=ws.root)
+    search = ws.settings.search
+    forecast = predict_config(
+        model, cfg, series["value"].to_numpy(), seed=search.seed, sample_chunk=search.sample_chunk
+    )
+    rows = forecast_rows(
+        cfg, forecast, target_dates(last_obs, cfg.prediction_length), issue_date=issue_date, created_at=now
+    )
+    # Check-then-append under a lock of its own (append_rows takes the log's lock, which flock would
+    # not let this process take twice): two issuers of the same forecast never both append.
+    with file_lock(path.with_name(path.name + ".issue")):
+        existing = _logged(path, issue_date, cfg.horizon, digest)
+        if existing is not None:
+            return issue(existing, False)
+        append_forecasts(path, rows)
+    return issue(rows, True)
+
+
+def forecast_command(
+    root: Path,
+    *,
+    horizon: str | None,
+    all_: bool,
+    as_of: date | None,
+    live_dir: Path | None,
+    say: Say,
+    now: datetime | None = None,
+) -> int:
+    """`chronops forecast`: issue today's (or `as_of`'s) forecast per horizon. 1 when any failed."""
+    from bot.pipeline import load_series
+
+    ws = Workspace.open(root)
+    horizons = resolve_horizons(horizon, all_)
+    now = now or utcnow()
+    issue_date = as_of or santiago_today(now)
+    series = load_series(ws, issue_date)
+    failures = 0
+    for h in horizons:
+        try:
+            cfg = read_config(live_config_path(ws, h, live_dir))
+            say(issue_forecast(ws, cfg, series=series, issue_date=issue_date, now=now).describe())
+        except ChronopsError as exc:
+            failures += 1
+            say(f"{h}: failed: {exc}")
+    return 1 if failures else 0
+
+
+# --- the service ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What serves one horizon: a parsed live config and its loaded model."""
+
+    config: HorizonConfig
+    config_hash: str
+    model: LoadedModel
+    digest: str  # sha256 of the live file's bytes
+    loaded_at: datetime
+    random_weights: bool
+
+    def to_json(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "config_hash": self.config_hash,
+            "version": cfg.version,
+            "model_id": cfg.model_id,
+            "model_family": cfg.model_family.value,
+            "context_length": cfg.context_length,
+            "prediction_length": cfg.prediction_length,
+            "loaded_at": self.loaded_at.isoformat(timespec="seconds"),
+            "random_weights": self.random_weights,
+        }
+
+
+@dataclass
+class _State:
+    slots: dict[str, Slot] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # config/model load problems per horizon
+    forecast_errors: dict[str, str] = field(default_factory=dict)
+    latest: dict[str, Issue] = field(default_factory=dict)
+    series: dict[str, Any] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)
+
+
+class ForecasterService:
+    """The production forecaster: reloads live configs on change and forecasts once per interval."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        horizons: list[str],
+        live_dir: Path,
+        *,
+        poll_seconds: float | None = None,
+        interval_seconds: float | None = None,
+        say: Say | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.ws = ws
+        self.horizons = horizons
+        self.live_dir = live_dir
+        self.poll_seconds = poll_seconds or ws.settings.deploy.poll_seconds
+        self.interval_seconds = interval_seconds or ws.settings.deploy.forecast_interval_seconds
+        self.say = say or (lambda line: log.info("%s", line))
+        self.clock = clock
+        self.started_at = clock()
+        self._lock = threading.Lock()
+        self._state = _State()
+        self._tried: dict[str, str] = {}  # digest of the last bytes tried per horizon (broken ones stay broken)
+        self._polled = threading.Event()
+        self.stop = threading.Event()
+        self._wake = threading.Event()
+
+    # reloading -----------------------------------------------------------------------------------
+    def _load(self, horizon: str, path: Path, digest: str) -> Slot:
+        cfg = read_config(path)
+        model = load_model(cfg.model_id, expected_family=cfg.model_family, workspace=self.ws.root)
+        random = model_is_random(self.ws, cfg.model_id)
+        return Slot(cfg, config_hash(cfg), model, digest, self.clock(), random)
+
+    def poll(self) -> list[str]:
+        """Look at every live config once; load and swap the changed ones. Returns the reloaded horizons."""
+        reloaded = []
+        for h in self.horizons:
+            path = self.live_dir / f"{h}.json"
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                self._set_error(h, f"{path}: not found (deploy a config with `chronops deploy`)")
+                continue
+            except OSError as exc:
+                self._set_error(h, f"{path}: cannot read ({exc.strerror})")
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            with self._lock:
+                current = self._state.slots.get(h)
+            if current is not None and current.digest == digest:
+                self._set_error(h, None)
+                continue
+            if self._tried.get(h) == digest:
+                continue  # the same broken bytes: already reported, wait for a change
+            self._tried[h] = digest
+            try:
+                slot = self._load(h, path, digest)
+            except Exception as exc:  # a broken config must never stop the service: keep the old one
+                message = str(exc) if isinstance(exc, ChronopsError) else f"{type(exc).__name__}: {exc}"
+                self._set_error(h, message)
+                kept = f"; still serving {current.config_hash}" if current else ""
+                self.say(f"{h}: cannot load the live config: {message}{kept}")
+                continue
+            with self._lock:
+                self._state.slots[h] = slot
+                self._state.errors.pop(h, None)
+                self._state.pending.add(h)
+            was = f" (was {current.config_hash})" if current else ""
+            self.say(f"{h}: serving config {slot.config_hash} v{slot.config.version}{was}")
+            reloaded.append(h)
+        self._polled.set()
+        return reloaded
+
+    def _set_error(self, horizon: str, message: str | None) -> None:
+        with self._lock:
+            if message is None:
+                self._state.errors.pop(horizon, None)
+            else:
+                self._state.errors[horizon] = message
+
+    # forecasting ---------------------------------------------------------------------------------
+    def refresh_series(self) -> None:
+        """Refresh data/series.parquet from the configured source (deploy.series_source), if any."""
+        settings = self.ws.settings.deploy
+        if not settings.series_source:
+            return
+        from bot.ingest import ingest_series
+
+        try:
+            path = self.ws.path(settings.series_path) if settings.series_path else None
+            report = ingest_series(
+                self.ws.root, source=settings.series_source, path=path, url=settings.series_url or None
+            )
+        except ChronopsError as exc:
+            with self._lock:
+                self._state.series["refresh_error"] = str(exc)
+            self.say(f"series refresh failed (forecasting from the stored series): {exc}")
+            return
+        with self._lock:
+            self._state.series.update(refreshed_at=self.clock().isoformat(timespec="seconds"))
+            self._state.series.pop("refresh_error", None)
+        self.say(f"series refreshed: {report.rows} observations up to {report.last}")
+
+    def produce(self, horizons: list[str] | None = None) -> list[Issue]:
+        """Issue today's forecast for each loaded horizon (idempotent per issue date and config)."""
+        from bot.pipeline import load_series
+
+        with self._lock:
+            slots = {h: s for h, s in self._state.slots.items() if horizons is None or h in horizons}
+        if not slots:
+            return []
+        now = self.clock()
+        issue_date = santiago_today(now)
+        try:
+            series = load_series(self.ws, issue_date)
+        except ChronopsError as exc:
+            with self._lock:
+                for h in slots:
+                    self._state.forecast_errors[h] = str(exc)
+            self.say(f"cannot forecast: {exc}")
+            return []
+        with self._lock:
+            self._state.series.update(last_observation=str(series["date"].iloc[-1].date()), rows=len(series))
+        issues = []
+        for h, slot in slots.items():
+            try:
+                issue = issue_forecast(
+                    self.ws, slot.config, series=series, issue_date=issue_date, now=now, model=slot.model
+                )
+            except Exception as exc:  # one horizon's failure never stops the others or the service
+                message = str(exc) if isinstance(exc, ChronopsError) else f"{type(exc).__name__}: {exc}"
+                with self._lock:
+                    self._state.forecast_errors[h] = message
+                self.say(f"{h}: forecast failed: {message}")
+                continue
+            with self._lock:
+                self._state.latest[h] = issue
+                self._state.forecast_errors.pop(h, None)
+            issues.append(issue)
+            self.say(issue.describe())
+        return issues
+
+    # HTTP documents ----------------------------------------------------------------------------
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, /healthz document): 200 while any horizon serves, else 503."""
+        with self._lock:
+            slots = dict(self._state.slots)
+            errors = dict(self._state.errors)
+            forecast_errors = dict(self._state.forecast_errors)
+            latest = {h: i.issue_date.isoformat() for h, i in self._state.latest.items()}
+            series = dict(self._state.series)
+        horizons = {}
+        for h, slot in slots.items():
+            horizons[h] = {**slot.to_json(), "last_issue_date": latest.get(h)}
+        if not slots:
+            status = "starting" if not self._polled.is_set() else "down"
+        elif errors or forecast_errors or len(slots) < len(self.horizons):
+            status = "degraded"
+        else:
+            status = "ok"
+        doc: dict[str, Any] = {
+            "status": status,
+            "horizons": horizons,
+            "errors": errors,
+            "forecast_errors": forecast_errors,
+            "live_dir": str(self.live_dir),
+            "series": series,
+            "started_at": self.started_at.isoformat(timespec="seconds"),
+        }
+        return (200 if slots else 503), doc
+
+    def forecast_doc(self, horizon: str) -> tuple[int, dict[str, Any]]:
+        if horizon not in self.horizons:
+            return 404, {"error": f"unknown horizon '{horizon}' (this service serves {', '.join(self.horizons)})"}
+        with self._lock:
+            issue = self._state.latest.get(horizon)
+            slot = self._state.slots.get(horizon)
+        if issue is None:
+            why = "no config loaded yet" if slot is None else "no forecast issued yet"
+            return 503, {"error": f"{horizon}: {why}", "horizon": horizon}
+        doc = issue.to_json()
+        doc["live_config_hash"] = slot.config_hash if slot else None
+        return 200, doc
+
+    # loops -----------------------------------------------------------------------------------------
+    def _watch(self) -> None:
+        while True:
+            try:
+                if self.poll():
+                    self._wake.set()
+            except Exception:  # pragma: no cover - poll() already catches per horizon
+                log.exception("live config poll failed")
+            if self.stop.wait(self.poll_seconds):
+                return
+
+    def _forecast_loop(self) -> None:
+        self._polled.wait()
+        next_daily = time.monotonic()
+        while not self.stop.is_set():
+            self._wake.wait(timeout=max(0.0, next_daily - time.monotonic()))
+            self._wake.clear()
+            if self.stop.is_set():
+                return
+            with self._lock:
+                pending = sorted(self._state.pending)
+                self._state.pending.clear()
+            try:
+                if time.monotonic() >= next_daily:
+                    next_daily = time.monotonic() + self.interval_seconds
+                    self.refresh_series()
+                    self.produce()
+                elif pending:
+                    self.produce(pending)
+            except Exception:  # pragma: no cover - produce() already catches per horizon
+                log.exception("forecast cycle failed")
+
+    def run_once(self) -> list[Issue]:
+        """Load the live configs, refresh the series, forecast once (no HTTP)."""
+        self.poll()
+        self.refresh_series()
+        return self.produce()
+
+    def serve(self, host: str, port: int) -> None:
+        """Serve HTTP until SIGTERM/SIGINT (or `stop` is set), then shut down cleanly."""
+        try:
+            server = ThreadingHTTPServer((host, port), _handler_for(self))
+        except OSError as exc:
+            raise ChronopsError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); is another forecaster running? "
+                "(choose another --port)"
+            ) from None
+        server.daemon_threads = True
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda _signum, _frame: self.stop.set())
+        threads = [
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True),
+            threading.Thread(target=self._watch, name="watch", daemon=True),
+            threading.Thread(target=self._forecast_loop, name="forecast", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        self.say(
+            f"serving {', '.join(self.horizons)} on http://{host}:{server.server_port} "
+            f"(live configs: {self.live_dir}; GET /healthz, GET /forecast/<horizon>)"
+        )
+        try:
+            while not self.stop.wait(0.5):
+                pass
+        finally:
+            self.stop.set()
+            self._wake.set()
+            server.shutdown()
+            server.server_close()
+            for t in threads[1:]:
+                t.join(timeout=30)
+            self.say("stopped")
+
+
+def _handler_for(service: ForecasterService) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "chronops-forecaster"
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path.rstrip("/")
+            if path == "/healthz":
+                code, doc = service.health()
+            elif path.startswith("/forecast/"):
+                code, doc = service.forecast_doc(path.removeprefix("/forecast/"))
+            elif path == "":
+                code, doc = 200, {"endpoints": ["/healthz", *(f"/forecast/{h}" for h in service.horizons)]}
+            else:
+                code, doc = 404, {"error": f"no such endpoint {path} (try /healthz or /forecast/<horizon>)"}
+            body = (json.dumps(doc, indent=2, default=str) + "\n").encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("%s " + format, self.address_string(), *args)
+
+    return Handler
+
+
+def serve_command(
+    root: Path,
+    *,
+    horizon: str | None,
+    all_: bool,
+    host: str,
+    port: int,
+    live_dir: Path | None,
+    interval: float | None,
+    once: bool,
+    say: Say,
+) -> int:
+    """`chronops serve`: the forecaster service (or, with `once`, one load-and-forecast pass)."""
+    ws = Workspace.open(root)
+    horizons = resolve_horizons(horizon, all_) if (horizon or all_) else list(HORIZONS)
+    live = live_dir if live_dir is not None else ws.live_dir
+    if interval is not None and interval <= 0:
+        raise ChronopsError(f"--interval {interval:g}: must be > 0 seconds")
+    service = ForecasterService(ws, horizons, live, interval_seconds=interval, say=say)
+    if once:
+        issues = service.run_once()
+        _, doc = service.health()
+        for h, message in {**doc["errors"], **doc["forecast_errors"]}.items():
+            say(f"{h}: {message}")
+        return 0 if len(issues) == len(horizons) else 1
+    service.serve(host, port)
+    return 0
