@@ -293,7 +293,8 @@ def check(
     import json
     from datetime import date
 
-    from bot.check import as_json, check as run_check, describe
+    from bot.check import as_json, describe
+    from bot.check import check as run_check
 
     when = None
     if as_of:
