@@ -310,6 +310,19 @@ def check(
         out.print(describe(d), markup=False, highlight=False)
 
 
+@app.command()
+def unlock(workspace: WorkspaceOpt = Path()) -> None:
+    """Remove the workspace lock left by a run that died (a lock from a dead local process is
+    recovered automatically; use this for one left by another host)."""
+    from bot.lock import describe
+    from bot.lock import unlock as remove_lock
+    from bot.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    doc = remove_lock(ws.path("data"))
+    out.print(f"removed lock: {describe(doc)}" if doc else "no lock was held")
+
+
 @app.command("schedule-guard")
 def schedule_guard() -> None:
     """Exit 0 when it is Sunday 02:xx in America/Santiago, else 10 (the workflow's skip signal).

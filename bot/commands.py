@@ -12,6 +12,7 @@ from bot.core.config import HORIZONS, config_hash
 from bot.errors import ChronopsError, ForgeError
 from bot.forge import Forge, LocalForge
 from bot.history import HistoryRecord, read_history, record_optimization
+from bot.lock import workspace_lock
 from bot.pipeline import (
     DRY_RUN_LEVELS,
     HorizonOutcome,
@@ -87,6 +88,22 @@ def run_command(
     forge = None if dry_run == "plan" or stage == "search" else make_forge(ws, forge_kind)
     if dry_run == "local" and forge is not None:
         forge = _scratch_forge(ws)
+    with workspace_lock(ws.path("data"), timeout=ws.settings.data.lock_timeout_seconds):
+        return _run_locked(ws, horizons, options, forge, stage, out_dir, from_dir, dry_run, progress, say)
+
+
+def _run_locked(
+    ws: Workspace,
+    horizons: list[str],
+    options: RunOptions,
+    forge: Forge | None,
+    stage: str | None,
+    out_dir: Path | None,
+    from_dir: Path | None,
+    dry_run: str | None,
+    progress: ProgressFactory | None,
+    say: Say,
+) -> int:
     now = utcnow()
     run_id = new_run_id(now)
     say(f"run {run_id}: {', '.join(horizons)}" + (f" (dry run: {dry_run})" if dry_run else ""))
@@ -182,6 +199,13 @@ def rollback_command(
     ws = Workspace.open(root)
     resolve_horizons(horizon, False)
     forge = make_forge(ws, forge_kind)
+    with workspace_lock(ws.path("data"), timeout=ws.settings.data.lock_timeout_seconds):
+        _rollback_locked(ws, forge, horizon=horizon, to=to, reason=reason, merge=merge, say=say)
+
+
+def _rollback_locked(
+    ws: Workspace, forge: Forge, *, horizon: str, to: str | None, reason: str, merge: bool, say: Say
+) -> None:
     pull = forge.rollback(horizon, to=to, reason=reason, merge=merge)
     now = utcnow()
     record_optimization(

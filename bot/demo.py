@@ -25,6 +25,7 @@ from bot.core.series import validate_series
 from bot.pipeline import ProgressFactory
 from bot.scaffold import scaffold
 from bot.settings import SETTINGS_FILE
+from bot.workspace import Workspace
 
 MODEL_DIR = "models/chronos-t5-tiny-random"
 OVERRIDE_REASON = (
@@ -96,21 +97,27 @@ def build_workspace(root: Path) -> Path:
 
 
 def run_demo(root: Path, *, progress: ProgressFactory | None, say: Callable[[str], None]) -> str:
-    from bot.commands import make_forge, rollback_command
-    from bot.pipeline import RunOptions, new_run_id, run_horizon, utcnow
-    from bot.workspace import Workspace
-
     root = root.resolve()
     say(f"demo workspace: {root} (synthetic series, random-weight tiny T5: forecasts are meaningless)")
     ws_root = build_workspace(root)
     ws = Workspace.open(ws_root)
+    from bot.lock import workspace_lock
+
+    with workspace_lock(ws.path("data"), timeout=ws.settings.data.lock_timeout_seconds):
+        return _demo_loop(root, ws_root, ws, progress=progress, say=say)
+
+
+def _demo_loop(
+    root: Path, ws_root: Path, ws: Workspace, *, progress: ProgressFactory | None, say: Callable[[str], None]
+) -> str:
+    from bot.commands import describe, make_forge, rollback_command
+    from bot.pipeline import RunOptions, new_run_id, run_horizon, utcnow
+
     forge = make_forge(ws, "local")
     now = utcnow()
     run_id = new_run_id(now)
     options = RunOptions(force=True, command="chronops run --all --force")
     outcomes = {}
-    from bot.commands import describe
-
     for h in HORIZONS:
         outcomes[h] = run_horizon(
             ws, h, run_id=run_id, now=now, options=options, forge=forge, progress=progress

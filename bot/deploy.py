@@ -360,7 +360,9 @@ def _auto_revert(
         try:
             pull = forge.rollback(c.horizon, to=None, reason=reason, merge=True)
         except ChronopsError as exc:
-            outcomes[c.horizon] = f"not reverted ({exc})"
+            text = str(exc)
+            # GitHubForge merged, but could not dispatch deploy.yml: the live dir is already restored
+            outcomes[c.horizon] = f"revert {text}" if text.startswith("merged #") else f"not reverted ({text})"
         else:
             state = "merged" if pull.state == "merged" else "opened"
             outcomes[c.horizon] = f"revert #{pull.number} {state}"

@@ -75,6 +75,7 @@ class DataSettings:
     cache: str = "data/backtest_cache.parquet"
     runs: str = "data/runs"
     max_gap_days: int = 7
+    lock_timeout_seconds: float = 0.0  # how long a second run waits for the workspace lock
 
 
 @dataclass(frozen=True)
@@ -320,6 +321,7 @@ forecasts = "data/forecasts.parquet"
 cache = "data/backtest_cache.parquet"
 runs = "data/runs"
 max_gap_days = 7
+lock_timeout_seconds = 0.0        # a second run waits this long for the workspace lock, then exits 4
 
 [forge]
 kind = "local"                    # local (git remote 'origin') | github
