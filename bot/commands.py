@@ -6,10 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bot import recovery
 from bot.adapters.configs import read_config
 from bot.adapters.git import GitRepo
 from bot.core.config import HORIZONS, config_hash
 from bot.errors import ChronopsError, ForgeError
+from bot.faults import crash_point
 from bot.forge import Forge, LocalForge
 from bot.history import HistoryRecord, read_history, record_optimization
 from bot.lock import workspace_lock
@@ -107,6 +109,9 @@ def _run_locked(
     now = utcnow()
     run_id = new_run_id(now)
     say(f"run {run_id}: {', '.join(horizons)}" + (f" (dry run: {dry_run})" if dry_run else ""))
+    recovery.recover(ws, now, run_id, say)
+    if isinstance(forge, LocalForge) and dry_run is None:
+        forge.reconcile()
     if stage == "propose":
         assert from_dir is not None
         from bot.stages import propose_from
@@ -118,6 +123,7 @@ def _run_locked(
         return 0
     failures = 0
     for h in horizons:
+        marker = recovery.begin(ws, run_id, h, _command_line(), now)
         try:
             outcome = run_horizon(
                 ws, h, run_id=run_id, now=now, options=options, forge=forge, progress=progress
@@ -129,7 +135,9 @@ def _run_locked(
             from bot.metrics_store import record_failed_run
 
             record_failed_run(ws, h, run_id, now, str(exc))
+            recovery.end(marker)
             continue
+        recovery.end(marker)
         say(describe(outcome))
         if stage == "search":
             from bot.stages import export_search
@@ -137,6 +145,13 @@ def _run_locked(
             assert out_dir is not None
             say(f"  search results: {export_search(outcome, out_dir)}")
     return 1 if failures else 0
+
+
+def _command_line() -> str:
+    import shlex
+    import sys
+
+    return "chronops " + shlex.join(sys.argv[1:])
 
 
 def _scratch_forge(ws: Workspace) -> Forge:
@@ -200,18 +215,30 @@ def rollback_command(
     resolve_horizons(horizon, False)
     forge = make_forge(ws, forge_kind)
     with workspace_lock(ws.path("data"), timeout=ws.settings.data.lock_timeout_seconds):
-        _rollback_locked(ws, forge, horizon=horizon, to=to, reason=reason, merge=merge, say=say)
+        started = utcnow()
+        run_id = new_run_id(started)
+        recovery.recover(ws, started, run_id, say)
+        if isinstance(forge, LocalForge):
+            forge.reconcile()
+        marker = recovery.begin(ws, run_id, horizon, _command_line(), started)
+        try:
+            _rollback_locked(ws, forge, run_id, horizon=horizon, to=to, reason=reason, merge=merge, say=say)
+        except ChronopsError:
+            recovery.end(marker)  # a known failure changed nothing: not an incomplete run
+            raise
+        recovery.end(marker)
 
 
 def _rollback_locked(
-    ws: Workspace, forge: Forge, *, horizon: str, to: str | None, reason: str, merge: bool, say: Say
+    ws: Workspace, forge: Forge, run_id: str, *, horizon: str, to: str | None, reason: str, merge: bool, say: Say
 ) -> None:
     pull = forge.rollback(horizon, to=to, reason=reason, merge=merge)
+    crash_point("rollback:done")
     now = utcnow()
     record_optimization(
         ws.history_path,
         HistoryRecord(
-            run_id=new_run_id(now), horizon=horizon, optimization_date=now, triggered_by="rollback",
+            run_id=run_id, horizon=horizon, optimization_date=now, triggered_by="rollback",
             performance_degradation_pct=None, drift_severity="NONE", days_since_last=None, success=True,
             status="rolled_back" if pull.state == "merged" else "rollback_proposed",
             pull_request=str(pull.number), override_reason=None, notes=f"reverts #{pull.reverts}: {reason}",

@@ -37,6 +37,7 @@ from bot.adapters.store import file_lock
 from bot.core.allowlist import allowlist_problem
 from bot.core.config import HORIZONS, HorizonConfig, config_hash
 from bot.errors import ChronopsError, ConfigError, DeployFailedError
+from bot.faults import crash_point
 from bot.history import HistoryRecord, record_optimization
 from bot.workspace import Workspace
 
@@ -305,9 +306,12 @@ def deploy_command(
             say(f"nothing to deploy: {live} already matches {ws.configs_dir}")
             return 0
         for c in changes:
-            say(f"{c.horizon}: {c.old_hash or 'no live config'} → {c.new.config_hash} (v{c.new.config.version})")
+            say(
+                f"{c.horizon}: {c.old_hash or 'no live config'} → {c.new.config_hash} (v{c.new.config.version})"
+            )
         saved = backup_live_set(live)
         install_files(live, {f"{c.horizon}.json": c.new.text for c in changes})
+        crash_point("deploy:installed")
         say(f"installed {len(changes)} config(s) into {live} (previous set saved in {saved})")
         if not health_check:
             _record_all(ws, run_id, now, changes, "deployed", "health check skipped (--no-health-check)")
@@ -362,7 +366,9 @@ def _auto_revert(
         except ChronopsError as exc:
             text = str(exc)
             # GitHubForge merged, but could not dispatch deploy.yml: the live dir is already restored
-            outcomes[c.horizon] = f"revert {text}" if text.startswith("merged #") else f"not reverted ({text})"
+            outcomes[c.horizon] = (
+                f"revert {text}" if text.startswith("merged #") else f"not reverted ({text})"
+            )
         else:
             state = "merged" if pull.state == "merged" else "opened"
             outcomes[c.horizon] = f"revert #{pull.number} {state}"

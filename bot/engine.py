@@ -29,6 +29,7 @@ from bot.core.backtest import context_window, target_window
 from bot.core.config import Family, HorizonConfig, config_hash
 from bot.core.metrics import STEP_COLUMNS, Scores, pooled_scores, step_rows
 from bot.core.series import fingerprint
+from bot.faults import crash_point
 
 ProgressFn = Callable[[int, int], None]
 CACHE_COLUMNS = ["cache_key", "fingerprint", *STEP_COLUMNS, "seconds"]
@@ -199,6 +200,7 @@ class Engine:
         for members in groups.values():
             for origin in origins:
                 self._evaluate_group_at(members, origin, frames, seconds)
+                crash_point("engine:origin")
                 done += 1
                 if progress:
                     progress(done, total)

@@ -305,7 +305,9 @@ class ForecasterService:
         self.started_at = clock()
         self._lock = threading.Lock()
         self._state = _State()
-        self._tried: dict[str, str] = {}  # digest of the last bytes tried per horizon (broken ones stay broken)
+        self._tried: dict[
+            str, str
+        ] = {}  # digest of the last bytes tried per horizon (broken ones stay broken)
         self._polled = threading.Event()
         self.stop = threading.Event()
         self._wake = threading.Event()
@@ -457,7 +459,9 @@ class ForecasterService:
 
     def forecast_doc(self, horizon: str) -> tuple[int, dict[str, Any]]:
         if horizon not in self.horizons:
-            return 404, {"error": f"unknown horizon '{horizon}' (this service serves {', '.join(self.horizons)})"}
+            return 404, {
+                "error": f"unknown horizon '{horizon}' (this service serves {', '.join(self.horizons)})"
+            }
         with self._lock:
             issue = self._state.latest.get(horizon)
             slot = self._state.slots.get(horizon)
@@ -520,7 +524,9 @@ class ForecasterService:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda _signum, _frame: self.stop.set())
         threads = [
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True),
+            threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True
+            ),
             threading.Thread(target=self._watch, name="watch", daemon=True),
             threading.Thread(target=self._forecast_loop, name="forecast", daemon=True),
         ]

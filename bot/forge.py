@@ -21,6 +21,7 @@ from bot.adapters.git import GitRepo
 from bot.adapters.store import atomic_write_text, file_lock
 from bot.core.snooze import is_snoozed, snooze_until
 from bot.errors import ForgeError
+from bot.faults import crash_point
 
 BRANCH_PREFIX = "chronops/"
 
@@ -205,6 +206,7 @@ class LocalForge:
                     f"{proposal.horizon}: the proposed config equals the one on {self.base}; nothing to propose"
                 )
             self.git.push(sha, branch, force=True)  # the bot owns chronops/* branches
+            crash_point("forge:pushed")
             now = _now()
             if open_pr is None:
                 number = self._next_number()
@@ -222,6 +224,37 @@ class LocalForge:
                 action = "updated"
             self._upsert(pull)
         return ProposalResult(pull, action)
+
+    def reconcile(self) -> list[PullRecord]:
+        """Mark open records whose head is already merged into the base as merged: a run killed
+        between pushing a merge and writing its record leaves one (bot.recovery). Returns them."""
+        fixed = []
+        with file_lock(self.records):
+            open_pulls = [p for p in self._load() if p.state == "open" and p.head_sha]
+            if not open_pulls:
+                return []
+            self.git.fetch()
+            base = f"{self.git.remote}/{self.base}"
+            for pull in open_pulls:
+                assert pull.head_sha is not None
+                try:
+                    self.git.git("merge-base", "--is-ancestor", pull.head_sha, base)
+                except ForgeError:
+                    continue  # not merged (or the head is gone): still open
+                merges = self.git.git("rev-list", "--merges", "--parents", f"{pull.head_sha}..{base}")
+                sha = next((ln.split()[0] for ln in merges.splitlines() if pull.head_sha in ln.split()[2:]), None)
+                ours = sha is not None and self.git.git("log", "-1", "--format=%s", sha).startswith(
+                    f"Merge pull request #{pull.number} "
+                )
+                merged = replace(
+                    pull, state="merged", merge_sha=sha or pull.head_sha, merged_at=_now(),
+                    merged_by="bot" if ours else "person",
+                )  # fmt: skip
+                self._upsert(merged)
+                fixed.append(merged)
+        if fixed:
+            self.git.sync_local_branch(self.base)
+        return fixed
 
     def _branch_has(self, head: str, base_sha: str, files: dict[str, str]) -> bool:
         """The branch is one commit on the current base with exactly these file contents."""
@@ -243,6 +276,7 @@ class LocalForge:
             sha = self.git.merge_into(
                 self.base, pull.branch, f"Merge pull request #{number} from {pull.branch}\n\n{pull.title}"
             )
+            crash_point("forge:merged")
             merged = replace(pull, state="merged", merge_sha=sha, merged_at=_now(), merged_by=merged_by)
             self._upsert(merged)
         self.git.delete_remote_branch(pull.branch) if pull.kind == "revert" else None
@@ -267,6 +301,7 @@ class LocalForge:
         sha = self.git.revert_commit(self.base, target.merge_sha, message)
         branch = f"{BRANCH_PREFIX}revert-{horizon}-{target.number}"
         self.git.push(sha, branch, force=True)
+        crash_point("forge:rollback-pushed")
         body = (
             f"Rolls back #{target.number} ({target.title}) by reverting its merge commit {short}.\n\n"
             f"Reason: {reason}\n"

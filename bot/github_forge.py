@@ -61,6 +61,7 @@ from urllib3.response import BaseHTTPResponse
 from bot.adapters.git import GitRepo
 from bot.core.snooze import is_snoozed
 from bot.errors import ForgeError
+from bot.faults import crash_point
 from bot.forge import (
     BRANCH_PREFIX,
     Proposal,
@@ -438,6 +439,7 @@ class GitHubForge:
                     f"{proposal.horizon}: the proposed config equals the one on {self.base}; nothing to propose"
                 )
             self._push(sha, branch)
+            crash_point("github:pushed")
         if open_pr is None:
             pr, action = self._create_pull(branch, title, body)
         else:
@@ -662,6 +664,7 @@ class GitHubForge:
             message = f"Revert chronops {horizon} (#{target.number}, {short})\n\nReason: {reason}"
             sha = self.git.revert_commit(self.base, target.merge_sha, self._redact_body(message))
             self._push(sha, branch)
+            crash_point("github:rollback-pushed")
         if existing is None:
             pr, _ = self._create_pull(branch, title, body)
         else:

@@ -40,9 +40,11 @@ from bot.core.triggers import (
 )
 from bot.engine import BacktestCache, Engine, Evaluation
 from bot.errors import DataError
+from bot.faults import crash_point
 from bot.forge import Forge, Proposal, ProposalResult
 from bot.history import HistoryRecord, get_last_optimization_date, record_optimization
 from bot.metrics_store import record_run_metrics
+from bot.recovery import mark_step
 from bot.report import chart_panels, write_run_reports
 from bot.searcher import run_search
 from bot.workspace import Workspace
@@ -242,6 +244,7 @@ def run_horizon(
     tick = progress(f"{horizon} search", 1) if progress else None
     candidates = [c.config for c in plan.candidates]
     s = ws.settings.search
+    mark_step("search")
     searched = run_search(
         engine, candidates, origins.tuning, strategy=s.strategy, seed=s.seed,
         budget_seconds=s.time_budget_seconds, progress=tick,
@@ -251,6 +254,7 @@ def run_horizon(
     ranking = rank(complete) + rank({k: v for k, v in tuning.items() if k not in searched.complete})
     winner = ranking[0][0]
     tick = progress(f"{horizon} validate", 1) if progress else None
+    mark_step("gate")
     validation = engine.evaluate([live, winner], origins.validation, progress=tick)
     search_seconds = time.perf_counter() - started
 
@@ -318,8 +322,12 @@ def finish_horizon(
     elif options.dry_run == "plan" or forge is None:
         outcome.message = "dry run (plan): nothing written to git"
     else:
+        mark_step("propose")
         outcome.proposal = _propose(ws, forge, outcome, body, options)
+        crash_point("pipeline:proposed")
+    mark_step("record")
     _record(ws, outcome, run_id, now)
+    crash_point("pipeline:recorded")
     record_run_metrics(ws, outcome, run_id, now)
     if options.dry_run is None:
         automerge = ws.settings.forge.automerge if options.automerge is None else options.automerge

@@ -13,6 +13,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
+from bot import recovery
 from bot.adapters.store import atomic_write_text
 from bot.core.config import parse_config
 from bot.core.gate import Verdict
@@ -89,7 +90,9 @@ def propose_from(
         searched_run = json.loads((src / h / "outcome.json").read_text(encoding="utf-8")).get(
             "run_id", run_id
         )
+        marker = recovery.begin(ws, searched_run, h, options.command or "chronops run --stage propose", now)
         done.append(
             finish_horizon(ws, outcome, body, forge=forge, options=options, run_id=searched_run, now=now)
         )
+        recovery.end(marker)
     return done

@@ -29,7 +29,13 @@ from bot.history import read_history
 from tests.conftest import assert_one_line_error, git, run_cli
 from tests.test_forecaster import free_port, get_json, wait_for
 
-OLD = {"horizon": "7d", "prediction_length": 5, "model_id": "models/bolt", "model_family": "bolt", "context_length": 64}
+OLD = {
+    "horizon": "7d",
+    "prediction_length": 5,
+    "model_id": "models/bolt",
+    "model_family": "bolt",
+    "context_length": 64,
+}
 
 
 def settings_toml(url: str, timeout: float = 20.0) -> str:
@@ -75,12 +81,11 @@ def merge_bot_pr(ws: Workspace, **changes: Any) -> HorizonConfig:
     """Propose and merge a config change as the bot would (LocalForge: real branch + merge commit)."""
     cfg = parse_config({**OLD, **changes, "version": 2})
     cfg = HorizonConfig(**{**vars(cfg), "provenance": Provenance(source="chronops", pull_request="1")})
-    pr = ws.forge.propose(
-        Proposal(
-            horizon="7d", title="chronops: tune 7d", body="report", labels=("chronops",),
-            files={"configs/7d.json": render_config(cfg)}, commit_message="chronops: tune 7d", approved=True,
-        )  # fmt: skip
-    ).pull
+    proposal = Proposal(
+        horizon="7d", title="chronops: tune 7d", body="report", labels=("chronops",),
+        files={"configs/7d.json": render_config(cfg)}, commit_message="chronops: tune 7d", approved=True,
+    )  # fmt: skip
+    pr = ws.forge.propose(proposal).pull
     ws.forge.merge(pr.number)
     assert (ws.root / "configs" / "7d.json").read_text() == render_config(cfg), "clone fast-forwarded"
     return cfg
@@ -145,7 +150,9 @@ def test_success_path_with_the_real_forecaster(ws: Workspace, tmp_path: Path) ->
         assert "deployed: 1 forecaster(s) report 7d=" + config_hash(new) in result.stdout
         assert (ws.live / "7d.json").read_bytes() == (ws.root / "configs" / "7d.json").read_bytes()
         assert (ws.live / "7d.json").stat().st_mode & 0o777 == 0o644, "readable by the forecaster's user"
-        assert (ws.root / "live" / "configs.previous" / "7d.json").read_text() == render_config(parse_config(OLD))
+        assert (ws.root / "live" / "configs.previous" / "7d.json").read_text() == render_config(
+            parse_config(OLD)
+        )
         assert served_hash(url) == config_hash(new)
         hist = read_history(ws.root / "data" / "optimization_history.parquet")
         row = hist.iloc[-1]
@@ -172,7 +179,9 @@ def test_failed_health_check_restores_and_reverts(ws: Workspace, stale_server: s
 
     result = run_cli("deploy", "--auto-revert", "--forge", "local", "-w", str(ws.root), timeout=120)
     assert result.code == 5, result
-    assert_one_line_error(result, "deploy failed", "previous configs restored", "7d serves", "revert #2 merged")
+    assert_one_line_error(
+        result, "deploy failed", "previous configs restored", "7d serves", "revert #2 merged"
+    )
     assert ws.live_snapshot() == before, "previous live configs back, byte-identical"
 
     # the revert landed on origin's main: the config is back to v1 in git too
@@ -196,7 +205,9 @@ def test_failed_health_check_restores_and_reverts(ws: Workspace, stale_server: s
 
 
 def test_unreachable_forecaster_without_auto_revert(ws: Workspace) -> None:
-    (ws.root / "chronops.toml").write_text(settings_toml(f"http://127.0.0.1:{free_port()}/healthz", timeout=1))
+    (ws.root / "chronops.toml").write_text(
+        settings_toml(f"http://127.0.0.1:{free_port()}/healthz", timeout=1)
+    )
     before = ws.live_snapshot()
     merge_bot_pr(ws, context_length=96)
     result = run_cli("deploy", "-w", str(ws.root), timeout=60)
@@ -209,13 +220,18 @@ def test_unreachable_forecaster_without_auto_revert(ws: Workspace) -> None:
 @pytest.mark.parametrize(
     ("change", "needles"),
     [
-        ({"model_id": "evil/chronos-backdoor"}, ("configs/7d.json", "key 'model_id'", "not in deploy.model_allowlist")),
+        (
+            {"model_id": "evil/chronos-backdoor"},
+            ("configs/7d.json", "key 'model_id'", "not in deploy.model_allowlist"),
+        ),
         ({"model_id": "models/../../etc"}, ("key 'model_id'", "outside the workspace")),
         ({"temperature": 0.7}, ("configs/7d.json", "key 'temperature'", "bolt models output quantiles")),
         ({"context_length": "long"}, ("key 'context_length'", "expected an integer")),
     ],
 )
-def test_refused_config_installs_nothing(ws: Workspace, change: dict[str, Any], needles: tuple[str, ...]) -> None:
+def test_refused_config_installs_nothing(
+    ws: Workspace, change: dict[str, Any], needles: tuple[str, ...]
+) -> None:
     (ws.root / "configs" / "7d.json").write_text(json.dumps({**OLD, **change}, indent=2) + "\n")
     git(ws.root, "commit", "-am", "hand-edited config")
     git(ws.root, "push", "origin", "main")
@@ -238,7 +254,9 @@ def test_allowlist_rules() -> None:
     assert allowlist_problem("/srv/stack/models/t5", patterns, workspace="/srv/stack") is None
     assert "not in deploy.model_allowlist" in (allowlist_problem("amazon/chronos-2-large", patterns) or "")
     assert "not in" in (allowlist_problem("Amazon/chronos-t5-small", patterns) or ""), "case-sensitive"
-    assert "outside the workspace" in (allowlist_problem("/opt/models/t5", patterns, workspace="/srv/stack") or "")
+    assert "outside the workspace" in (
+        allowlist_problem("/opt/models/t5", patterns, workspace="/srv/stack") or ""
+    )
     assert "outside the workspace" in (allowlist_problem("models/../../x", patterns) or "")
     assert normalize_model_ref("models/a/../b") == "models/b"
 
@@ -264,5 +282,11 @@ def test_deploy_help_documents_exit_codes() -> None:
     result = run_cli("deploy", "--help", timeout=60)
     assert result.code == 0
     text = " ".join(result.stdout.split())
-    for needle in ("Exit codes: 0 deployed", "1 refused", "5 deploy failed", "--auto-revert", "--no-health-check"):
+    for needle in (
+        "Exit codes: 0 deployed",
+        "1 refused",
+        "5 deploy failed",
+        "--auto-revert",
+        "--no-health-check",
+    ):
         assert needle in text, needle

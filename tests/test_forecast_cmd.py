@@ -55,7 +55,11 @@ def ws(tmp_path: Path, tiny_t5: Path, tiny_bolt: Path) -> Path:
 
 def test_target_dates_are_the_next_business_days() -> None:
     friday = pd.Timestamp("2024-12-20")
-    assert [d.date() for d in target_dates(friday, 3)] == [date(2024, 12, 23), date(2024, 12, 24), date(2024, 12, 25)]
+    assert [d.date() for d in target_dates(friday, 3)] == [
+        date(2024, 12, 23),
+        date(2024, 12, 24),
+        date(2024, 12, 25),
+    ]
     assert target_dates(pd.Timestamp("2024-12-21"), 1)[0] == pd.Timestamp("2024-12-23")  # a Saturday obs
     # the issue date is the calendar day in Chile: 02:00 UTC on Jan 1 is still Dec 31 there
     assert santiago_today(datetime(2025, 1, 1, 2, 0, tzinfo=UTC)) == date(2024, 12, 31)
@@ -100,13 +104,18 @@ def test_all_horizons_new_config_and_live_dir(ws: Path, tiny_bolt: Path) -> None
     live.mkdir()
     (live / "15d.json").write_text(json.dumps(bolt_config(tiny_bolt, context_length=64)))
     lines.clear()
-    code = forecast_command(ws, horizon="15d", all_=False, as_of=None, live_dir=live, say=lines.append, now=NOW)
+    code = forecast_command(
+        ws, horizon="15d", all_=False, as_of=None, live_dir=live, say=lines.append, now=NOW
+    )
     assert code == 0 and "appended" in lines[0], lines
     log = read_forecast_log(ws / "data" / "forecasts.parquet")
     assert log[log["horizon"] == "15d"]["config_hash"].nunique() == 2 and len(log) == 25
     lines.clear()
     forecast_command(ws, horizon="15d", all_=False, as_of=None, live_dir=live, say=lines.append, now=NOW)
-    assert "already in the forecast log" in lines[0] and len(read_forecast_log(ws / "data" / "forecasts.parquet")) == 25
+    assert (
+        "already in the forecast log" in lines[0]
+        and len(read_forecast_log(ws / "data" / "forecasts.parquet")) == 25
+    )
 
 
 def test_t5_forecast_is_reproducible(ws: Path, tiny_t5: Path) -> None:
