@@ -566,12 +566,18 @@ def _normalize_dry_run(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps every outcome to an exit code, never shows a traceback for known errors."""
-    logging.basicConfig(
-        level=os.environ.get("CHRONOPS_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
-    )
+    from bot.settings import log_level, torch_threads
+
+    try:
+        level = log_level()
+    except ChronopsError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
+        torch_threads()  # a bad value fails before any work, not halfway through a run
         args = _normalize_dry_run(list(sys.argv[1:] if argv is None else argv))
         result = app(args=args, standalone_mode=False)
         code = result if isinstance(result, int) else 0

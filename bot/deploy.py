@@ -3,9 +3,10 @@
 1. Validate every configs/<h>.json strictly, and its model_id against deploy.model_allowlist. Any
    problem refuses the whole deploy before anything is installed (exit 1).
 2. Compare with <live_dir>/<h>.json; identical bytes everywhere → "nothing to deploy" (exit 0).
-3. Back up the live set to <live_dir>.previous/, then install: every changed config is written to a
-   temp file in the live dir first, then each is moved into place with os.replace (readers see the
-   old file or the new one, never half of one).
+3. Back up the live set to <live_dir>.previous/, note the previous texts in <live_dir>.pending.json
+   (a deploy killed after installing is checked again, and undone on failure, by the next one),
+   then install: every changed config is written to a temp file in the live dir first, then each is
+   moved into place with os.replace (readers see the old file or the new one, never half of one).
 4. The forecasters (`chronops serve`) poll the live dir and reload. Poll every deploy.health_urls
    until each reports the new config hash of every changed horizon it serves, for at most
    deploy.health_timeout_seconds.
@@ -33,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.adapters.configs import read_config
-from bot.adapters.store import file_lock
+from bot.adapters.store import atomic_write_text, file_lock
 from bot.core.allowlist import allowlist_problem
-from bot.core.config import HORIZONS, HorizonConfig, config_hash
+from bot.core.config import HORIZONS, HorizonConfig, config_hash, parse_config
 from bot.errors import ChronopsError, ConfigError, DeployFailedError
 from bot.faults import crash_point
 from bot.history import HistoryRecord, record_optimization
@@ -45,12 +46,6 @@ log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 Fetch = Callable[[str, float], "dict[str, Any] | str"]
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 deployed, or nothing to deploy; 1 refused before installing anything (a config "
-    "outside the schema or the model allow-list, or another known error); 3 crash (log written); "
-    "5 deploy failed (health check mismatch, timeout or unreachable): the previous configs were "
-    "restored in the live dir and, with --auto-revert, the change was reverted on the forge."
-)
 _KNOB_LABELS = (
     ("model_id", "model"),
     ("model_family", "family"),
@@ -123,20 +118,66 @@ def validate_configs(ws: Workspace) -> tuple[list[Candidate], dict[str, str]]:
     return candidates, problems
 
 
-def plan_changes(candidates: Sequence[Candidate], live_dir: Path) -> list[Change]:
-    """The candidates whose bytes differ from the live file."""
+def plan_changes(
+    candidates: Sequence[Candidate], live_dir: Path, pending: Mapping[str, str | None] | None = None
+) -> list[Change]:
+    """The candidates whose bytes differ from the live file.
+
+    `pending` holds the previous live texts of a deploy that was interrupted after installing: a
+    horizon whose live file is no longer that previous text is checked again (and restored to it on
+    failure), even when the live file already equals the candidate.
+    """
     changes = []
     for c in candidates:
         live = live_dir / f"{c.horizon}.json"
-        old_text = live.read_text(encoding="utf-8") if live.exists() else None
-        if old_text == c.text:
+        live_text = live.read_text(encoding="utf-8") if live.exists() else None
+        if pending is not None and c.horizon in pending and live_text != pending[c.horizon]:
+            previous = pending[c.horizon]
+            changes.append(Change(c, previous, _parse_text(previous, c.horizon)))
             continue
-        old_cfg = None
-        if old_text is not None:
-            with contextlib.suppress(ChronopsError):
-                old_cfg = read_config(live)
-        changes.append(Change(c, old_text, old_cfg))
+        if live_text == c.text:
+            continue
+        changes.append(Change(c, live_text, _parse_text(live_text, c.horizon)))
     return changes
+
+
+def _parse_text(text: str | None, horizon: str) -> HorizonConfig | None:
+    if text is None:
+        return None
+    try:
+        return parse_config(json.loads(text), expected_horizon=horizon)
+    except (ValueError, ChronopsError):
+        return None
+
+
+# --- the journal of a deploy in progress ------------------------------------------------------------
+
+
+def journal_path(live_dir: Path) -> Path:
+    return live_dir.with_name(live_dir.name + ".pending.json")
+
+
+def write_journal(live_dir: Path, run_id: str, changes: Sequence[Change]) -> None:
+    """Before installing: what was live, so a deploy killed mid-way is checked (and undone) next time."""
+    doc = {"run_id": run_id, "previous": {c.horizon: c.old_text for c in changes}}
+    atomic_write_text(journal_path(live_dir), json.dumps(doc, indent=2) + "\n")
+
+
+def read_journal(live_dir: Path) -> dict[str, str | None] | None:
+    path = journal_path(live_dir)
+    if not path.exists():
+        return None
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))["previous"]
+        return {str(h): (t if isinstance(t, str) else None) for h, t in previous.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("%s: unreadable deploy journal, ignored", path)
+        return None
+
+
+def clear_journal(live_dir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(journal_path(live_dir))
 
 
 # --- the live directory -------------------------------------------------------------------------
@@ -301,19 +342,26 @@ def deploy_command(
             raise ConfigError(f"deploy refused, nothing installed: {first}{more}")
         if not candidates:
             raise ChronopsError(f"{ws.configs_dir}: no horizon configs to deploy (run `chronops init`)")
-        changes = plan_changes(candidates, live)
+        pending = read_journal(live)
+        changes = plan_changes(candidates, live, pending)
+        if pending is not None:
+            say(f"a previous deploy was interrupted after installing; checking {', '.join(pending)} again")
         if not changes:
+            clear_journal(live)
             say(f"nothing to deploy: {live} already matches {ws.configs_dir}")
             return 0
         for c in changes:
             say(
                 f"{c.horizon}: {c.old_hash or 'no live config'} → {c.new.config_hash} (v{c.new.config.version})"
             )
-        saved = backup_live_set(live)
+        # After an interrupted deploy the backup already holds the set from before it: keep it.
+        saved = backup_live_set(live) if pending is None else backup_dir(live)
+        write_journal(live, run_id, changes)
         install_files(live, {f"{c.horizon}.json": c.new.text for c in changes})
         crash_point("deploy:installed")
         say(f"installed {len(changes)} config(s) into {live} (previous set saved in {saved})")
         if not health_check:
+            clear_journal(live)
             _record_all(ws, run_id, now, changes, "deployed", "health check skipped (--no-health-check)")
             say("health check skipped (--no-health-check)")
             return 0
@@ -326,11 +374,13 @@ def deploy_command(
             poll=settings.health_poll_seconds,
         )
         if report.ok:
+            clear_journal(live)
             _record_all(ws, run_id, now, changes, "deployed", report.detail, downtime=report.unreachable)
             _alert_success(ws, changes, report, now)
             say(f"deployed: {report.detail}")
             return 0
         restore(live, changes)
+        clear_journal(live)
         say(f"health check failed: {report.detail}")
         say(f"restored the previous configs in {live}")
         reverts = _auto_revert(ws, changes, report, forge_kind, say) if auto_revert else {}

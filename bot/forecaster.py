@@ -327,6 +327,7 @@ class ForecasterService:
             try:
                 data = path.read_bytes()
             except FileNotFoundError:
+                self._tried.pop(h, None)
                 self._set_error(h, f"{path}: not found (deploy a config with `chronops deploy`)")
                 continue
             except OSError as exc:
@@ -336,6 +337,7 @@ class ForecasterService:
             with self._lock:
                 current = self._state.slots.get(h)
             if current is not None and current.digest == digest:
+                self._tried.pop(h, None)  # back to the serving bytes: a redeploy of a failed file retries
                 self._set_error(h, None)
                 continue
             if self._tried.get(h) == digest:

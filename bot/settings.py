@@ -6,7 +6,9 @@ errors, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -156,6 +158,32 @@ _CHOICES = {
     ("alerts", "smtp_security"): {"starttls", "ssl", "none"},
     ("deploy", "series_source"): {"", "csv", "mindicador"},
 }
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str:
+    """CHRONOPS_LOG (default WARNING), checked: a typo is an error, not a traceback."""
+    raw = (os.environ if env is None else env).get("CHRONOPS_LOG", "").strip()
+    level = raw.upper() or "WARNING"
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"CHRONOPS_LOG={raw!r} is not a log level (use one of {', '.join(LOG_LEVELS)})")
+    return level
+
+
+def torch_threads(env: Mapping[str, str] | None = None) -> int | None:
+    """CHRONOPS_TORCH_THREADS: torch's thread pool size per process (None: torch's default)."""
+    raw = (os.environ if env is None else env).get("CHRONOPS_TORCH_THREADS", "").strip()
+    if not raw:
+        return None
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        raise SettingsError(
+            f"CHRONOPS_TORCH_THREADS={raw!r} is not a whole number (threads per process, e.g. 2; unset it "
+            "for torch's default)"
+        ) from None
 
 
 def load_settings(path: Path) -> Settings:

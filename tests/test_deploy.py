@@ -204,6 +204,24 @@ def test_failed_health_check_restores_and_reverts(ws: Workspace, stale_server: s
     assert run_cli("deploy", "-w", str(ws.root), timeout=60).stdout.startswith("nothing to deploy")
 
 
+def test_deploy_killed_after_install_is_checked_again(ws: Workspace, stale_server: str) -> None:
+    """A deploy killed between install and health check (runner lost, OOM) must not leave an
+    unverified config live: the next deploy sees its journal, checks again, and restores."""
+    (ws.root / "chronops.toml").write_text(settings_toml(stale_server, timeout=1))
+    before = ws.live_snapshot()
+    merge_bot_pr(ws, context_length=96)
+    killed = run_cli("deploy", "-w", str(ws.root), env={"CHRONOPS_CRASH_AT": "deploy:installed"}, timeout=60)
+    assert killed.code == -9, killed
+    assert ws.live_snapshot() != before, "the new config was installed before the kill"
+
+    again = run_cli("deploy", "-w", str(ws.root), timeout=60)
+    assert again.code == 5, again
+    assert "a previous deploy was interrupted" in again.stdout
+    assert ws.live_snapshot() == before, "restored to the set from before the interrupted deploy"
+    assert (ws.root / "live" / "configs.previous" / "7d.json").read_bytes() == before["7d.json"]
+    assert not (ws.root / "live" / "configs.pending.json").exists()
+
+
 def test_unreachable_forecaster_without_auto_revert(ws: Workspace) -> None:
     (ws.root / "chronops.toml").write_text(
         settings_toml(f"http://127.0.0.1:{free_port()}/healthz", timeout=1)

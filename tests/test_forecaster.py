@@ -193,6 +193,17 @@ def test_service_keeps_old_slot_and_recovers(ws: Path, tiny_bolt: Path) -> None:
     assert service.health()[1]["horizons"]["7d"]["config_hash"] == hash_of(config(tiny_bolt))
     atomic_write_text(live, json.dumps(config(tiny_bolt)))  # back to the serving bytes: error cleared
     assert service.poll() == [] and "7d" not in service.health()[1]["errors"]
+    # a model that cannot be loaded (say the hub was down) is retried when the same file is deployed again
+    missing = config(ws / "models" / "not-yet-there", context=96)
+    atomic_write_text(live, json.dumps(missing))
+    assert service.poll() == [] and "not found" in service.health()[1]["errors"]["7d"]
+    assert service.poll() == [], "the same broken bytes are not reloaded every poll"
+    atomic_write_text(live, json.dumps(config(tiny_bolt)))  # deploy restores the previous file
+    assert service.poll() == []
+    (ws / "models").mkdir()
+    (ws / "models" / "not-yet-there").symlink_to(tiny_bolt)
+    atomic_write_text(live, json.dumps(missing))  # redeployed, and now it loads
+    assert service.poll() == ["7d"] and service.health()[1]["horizons"]["7d"]["context_length"] == 96
 
     issues = service.produce()
     assert [i.horizon for i in issues] == ["7d"] and issues[0].appended

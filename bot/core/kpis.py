@@ -37,7 +37,7 @@ import pandas as pd
 APPROVED = ("approved", "initial_approved")
 JUDGED = ("approved", "rejected", "approved_override", "initial_approved", "initial_rejected")
 REJECTED = ("rejected", "initial_rejected")
-NOT_RUNS = ("rolled_back", "rollback_proposed")
+NOT_RUNS = ("rolled_back", "rollback_proposed", "deployed", "deploy_failed", "deploy_refused")
 RUN_COLUMNS = [
     "run_id", "horizon", "at", "triggered", "triggered_by", "trigger_reasons", "forced",
     "drift_detected", "drift_onset", "status", "verdict", "override", "pull_request", "merged_by",
@@ -149,7 +149,7 @@ def _from_history(history: pd.DataFrame, seen: set[tuple[str, str]]) -> list[dic
     for r in history.to_dict("records"):
         if (str(r["run_id"]), str(r["horizon"])) in seen:
             continue
-        if r["triggered_by"] == "rollback" or r["status"] in NOT_RUNS:
+        if r["triggered_by"] in ("rollback", "deploy") or r["status"] in NOT_RUNS:
             continue
         merged = r["status"] == "merged"  # the pipeline's own automerge: merged by the bot, in the run
         rows.append({
