@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 REAL = ROOT.parent / "shared" / "data" / "usdclp_daily.csv"
 PRED = {"7d": 5, "15d": 10, "30d": 21, "90d": 63}
+CHUNK = 0
 
 
 def load_series(drop_last: int) -> tuple[pd.DataFrame, str]:
@@ -117,8 +118,10 @@ def run_variant(args: argparse.Namespace) -> dict[str, object]:
                 frames.append(step_rows(fc, actual, float(ctx[-1]), series["date"].iloc[o], dates))
             scores[config_hash(cfg)] = rmse_of(pd.concat(frames))
     else:
+        from bot.settings import SearchSettings
+
         engine = Engine(
-            model, series["date"], values, seed=args.seed, sample_chunk=50,
+            model, series["date"], values, seed=args.seed, sample_chunk=args.sample_chunk or SearchSettings().sample_chunk,
             cache=BacktestCache(Path(args.cache)) if args.cache else None,
         )  # fmt: skip
         strategy = "halving" if args.variant == "halving" else "grid"
@@ -196,7 +199,7 @@ def bolt_grid(model: str) -> dict[str, float]:
 
 def child(variant: str, horizon: str, model: str, origins: int, cache: str, seed: int) -> dict[str, object]:
     cmd = [sys.executable, __file__, "--child", variant, "--horizon", horizon, "--model", model,
-           "--origins", str(origins), "--cache", cache, "--seed", str(seed)]  # fmt: skip
+           "--origins", str(origins), "--cache", cache, "--seed", str(seed), "--sample-chunk", str(CHUNK)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if proc.returncode != 0:
         raise SystemExit(f"{variant} {horizon} failed:\n{proc.stderr[-3000:]}")
@@ -214,6 +217,9 @@ def main() -> None:
     p.add_argument("--model")
     p.add_argument("--cache", default="")
     p.add_argument("--json-only", action="store_true")
+    p.add_argument("--variants", default="naive,cold,warm,halving", help="subset to run (cold is needed for warm)")
+    p.add_argument("--no-bolt", action="store_true", help="skip the Bolt-tiny grid")
+    p.add_argument("--sample-chunk", type=int, default=0, help="engine sample chunk (0 = settings default)")
     args = p.parse_args()
     if args.variant:
         print(json.dumps(run_variant(args)))
@@ -228,29 +234,38 @@ def main() -> None:
     _, label = load_series(0)
     report: dict[str, object] = {"series": label, "origins": args.origins, "model": "random-weight tiny T5", "horizons": {}}
     rows = []
+    global CHUNK
+    CHUNK = args.sample_chunk
+    wanted = args.variants.split(",")
     for h in args.horizons.split(","):
         cache = str(tmp / f"cache-{h}.parquet")
-        naive = child("naive", h, t5, args.origins, "", args.seed)
-        cold = child("cold", h, t5, args.origins, cache, args.seed)
-        warm = child("warm", h, t5, args.origins, cache, args.seed)
-        halving = child("halving", h, t5, args.origins, "", args.seed)
-        noise = mc_noise(t5, h, str(cold["winner_key"]), args.origins)
-        naive_scores: dict[str, float] = naive.pop("scores")  # type: ignore[assignment]
-        for v in (cold, warm, halving):
-            v.pop("scores")
-        entry = {
-            "naive": naive, "cold": cold, "warm": warm, "halving": halving,
-            "speedup_cold_vs_naive": round(float(naive["seconds"]) / float(cold["seconds"]), 2),  # type: ignore[arg-type]
-            "speedup_halving_vs_naive": round(float(naive["seconds"]) / float(halving["seconds"]), 2),  # type: ignore[arg-type]
-            "speedup_warm_vs_cold": round(float(cold["seconds"]) / max(float(warm["seconds"]), 1e-3), 1),  # type: ignore[arg-type]
-            "mc_noise_rmse_std": round(noise, 4),
-            "naive_rmse_of_engine_winner": round(naive_scores[str(cold["winner_key"])], 4),
-        }  # fmt: skip
+        got: dict[str, dict[str, object]] = {}
+        for name in ("naive", "cold", "warm", "halving"):
+            if name in wanted:
+                got[name] = child(name, h, t5, args.origins, "" if name in ("naive", "halving") else cache, args.seed)
+                if not args.json_only:
+                    v = got[name]
+                    print(f"  {h} {name}: {v['seconds']} s, {v['predict_calls']} calls, peak {v['peak_rss_mib']} MiB, "
+                          f"winner {v['winner']} (tuning RMSE {v['winner_tuning_rmse']})", flush=True)  # fmt: skip
+        scores = {k: v.pop("scores") for k, v in got.items()}
+        entry: dict[str, object] = dict(got)
+
+        def ratio(a: str, b: str, got: dict[str, dict[str, object]] = got) -> float | None:
+            if a in got and b in got:
+                return round(float(got[a]["seconds"]) / max(float(got[b]["seconds"]), 1e-3), 2)  # type: ignore[arg-type]
+            return None
+
+        entry["speedup_cold_vs_naive"] = ratio("naive", "cold")
+        entry["speedup_halving_vs_naive"] = ratio("naive", "halving")
+        entry["speedup_warm_vs_cold"] = ratio("cold", "warm")
+        if "cold" in got:
+            entry["mc_noise_rmse_std"] = round(mc_noise(t5, h, str(got["cold"]["winner_key"]), args.origins), 4)
+            if "naive" in scores:
+                entry["naive_rmse_of_engine_winner"] = round(scores["naive"][str(got["cold"]["winner_key"])], 4)
         report["horizons"][h] = entry  # type: ignore[index]
-        for name in ("naive", "cold", "halving", "warm"):
-            v = entry[name]
-            rows.append((h, name, v["seconds"], v["predict_calls"], v["peak_rss_mib"], v["winner"], v["winner_tuning_rmse"]))  # type: ignore[index]
-    report["bolt_tiny_grid_seconds"] = bolt_grid(bolt)
+        for name, v in got.items():
+            rows.append((h, name, v["seconds"], v["predict_calls"], v["peak_rss_mib"], v["winner"], v["winner_tuning_rmse"]))
+    report["bolt_tiny_grid_seconds"] = {} if args.no_bolt else bolt_grid(bolt)
     if not args.json_only:
         print(f"series: {label}; {args.origins} tuning origins; random-weight tiny T5 (forecasts meaningless)")
         print(f"{'h':<4} {'variant':<8} {'seconds':>8} {'calls':>6} {'peak MiB':>9}  {'winner':<24} {'tuning RMSE':>12}")
@@ -260,7 +275,7 @@ def main() -> None:
             print(
                 f"{h}: cold {e['speedup_cold_vs_naive']}x faster than naive, halving {e['speedup_halving_vs_naive']}x, "
                 f"warm {e['speedup_warm_vs_cold']}x faster than cold; MC noise (std of tuning RMSE over 3 seeds) "
-                f"{e['mc_noise_rmse_std']}"
+                f"{e.get('mc_noise_rmse_std')}"
             )
         print(f"Bolt-tiny grid, all four horizons (24+24 origins): {report['bolt_tiny_grid_seconds']}")
     print(json.dumps(report))

@@ -65,7 +65,7 @@ class SearchSettings:
     time_budget_seconds: float = 600.0
     seed: int = 20260101
     strategy: str = "grid"  # grid | random | halving
-    sample_chunk: int = 50  # samples drawn per predict call: bounds peak memory
+    sample_chunk: int = 25  # samples drawn per predict call: bounds peak memory (~1 GiB at ctx 512)
 
 
 @dataclass(frozen=True)
@@ -333,7 +333,7 @@ min_origin_step = 5
 time_budget_seconds = 600.0
 seed = 20260101
 strategy = "grid"                 # grid | random | halving
-sample_chunk = 50                 # samples per predict call (bounds memory)
+sample_chunk = 25                 # samples per predict call (bounds memory)
 
 [search.context_length]
 "7d" = [90, 180, 270]
