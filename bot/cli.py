@@ -543,7 +543,7 @@ def deploy(
 def _write_crash_log() -> Path:
     fd, name = tempfile.mkstemp(prefix="chronops-crash-", suffix=".log")
     with os.fdopen(fd, "w") as fh:
-        fh.write(f"chronops crashed: {' '.join(sys.argv)}\n\n")
+        fh.write(redact(f"chronops crashed: {' '.join(sys.argv)}\n\n"))
         fh.write(redact(traceback.format_exc()))
     return Path(name)
 

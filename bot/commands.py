@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ from bot.pipeline import (
     HorizonOutcome,
     ProgressFactory,
     RunOptions,
+    load_series,
     new_run_id,
     run_horizon,
     utcnow,
 )
+from bot.secrets import redact
 from bot.workspace import Workspace, resolve_horizons
 
 Say = Callable[[str], None]
@@ -84,7 +87,8 @@ def run_command(
         force=force or force_approve,
         dry_run=dry_run,
         automerge=automerge,
-        force_approve_reason=reason if force_approve else None,
+        # typed by a person, then recorded, published and emailed: never with a secret in it
+        force_approve_reason=redact(reason) if force_approve and reason else None,
     )
     options.stage = stage
     forge = None if dry_run == "plan" or stage == "search" else make_forge(ws, forge_kind)
@@ -108,10 +112,11 @@ def _run_locked(
 ) -> int:
     now = utcnow()
     run_id = new_run_id(now)
+    _preflight(ws, horizons, options, forge)
     say(f"run {run_id}: {', '.join(horizons)}" + (f" (dry run: {dry_run})" if dry_run else ""))
     recovery.recover(ws, now, run_id, say)
     if isinstance(forge, LocalForge) and dry_run is None:
-        forge.reconcile()
+        _reconcile(forge)
     if stage == "propose":
         assert from_dir is not None
         from bot.stages import propose_from
@@ -130,11 +135,12 @@ def _run_locked(
             )
         except ChronopsError as exc:
             failures += 1
-            say(f"{h}: failed: {exc}")
-            _record_failure(ws, h, run_id, now, str(exc))
+            message = redact(str(exc))  # it is printed and recorded: an outside message may carry a secret
+            say(f"{h}: failed: {message}")
+            _record_failure(ws, h, run_id, now, message)
             from bot.metrics_store import record_failed_run
 
-            record_failed_run(ws, h, run_id, now, str(exc))
+            record_failed_run(ws, h, run_id, now, message)
             recovery.end(marker)
             continue
         recovery.end(marker)
@@ -144,14 +150,44 @@ def _run_locked(
 
             assert out_dir is not None
             say(f"  search results: {export_search(outcome, out_dir)}")
-    return 1 if failures else 0
+    if failures:
+        raise ChronopsError(f"{failures} of {len(horizons)} horizon(s) failed (see above; recorded in the history)")
+    return 0
+
+
+def _preflight(ws: Workspace, horizons: list[str], options: RunOptions, forge: Forge | None) -> None:
+    """Read every input a run depends on before writing anything: a damaged file fails the whole run
+    with one line naming it, and leaves the workspace as it was."""
+    from bot.adapters.forecast_log import read_forecast_log
+    from bot.adapters.store import check_table
+    from bot.engine import CACHE_COLUMNS
+    from bot.metrics_store import read_metrics
+
+    for h in horizons:
+        read_config(ws.config_path(h))
+    if options.stage != "propose":
+        load_series(ws, options.as_of)
+    read_history(ws.history_path)
+    read_metrics(ws.metrics_path)
+    read_forecast_log(ws.forecasts_path)
+    check_table(ws.cache_path, CACHE_COLUMNS)
+    if isinstance(forge, LocalForge):
+        forge.pulls()
+
+
+def _reconcile(forge: LocalForge) -> None:
+    """Housekeeping after a killed merge; an unreachable remote fails later, where it is recorded."""
+    try:
+        forge.reconcile()
+    except ForgeError as exc:
+        logging.getLogger(__name__).warning("could not reconcile pull-request records: %s", redact(str(exc)))
 
 
 def _command_line() -> str:
     import shlex
     import sys
 
-    return "chronops " + shlex.join(sys.argv[1:])
+    return redact("chronops " + shlex.join(sys.argv[1:]))
 
 
 def _scratch_forge(ws: Workspace) -> Forge:
@@ -213,13 +249,14 @@ def rollback_command(
 ) -> None:
     ws = Workspace.open(root)
     resolve_horizons(horizon, False)
+    reason = redact(reason)  # recorded and published, like run's --reason
     forge = make_forge(ws, forge_kind)
     with workspace_lock(ws.path("data"), timeout=ws.settings.data.lock_timeout_seconds):
         started = utcnow()
         run_id = new_run_id(started)
         recovery.recover(ws, started, run_id, say)
         if isinstance(forge, LocalForge):
-            forge.reconcile()
+            _reconcile(forge)
         marker = recovery.begin(ws, run_id, horizon, _command_line(), started)
         try:
             _rollback_locked(ws, forge, run_id, horizon=horizon, to=to, reason=reason, merge=merge, say=say)

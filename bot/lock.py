@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.errors import LockedError
+from bot.secrets import redact
 
 LOCK_NAME = ".chronops.lock"
 
@@ -70,7 +71,7 @@ def _try_create(path: Path) -> bool:
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "since": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["chronops", *sys.argv[1:]])[:200],
+        "command": redact(" ".join(["chronops", *sys.argv[1:]]))[:200],
     }
     with os.fdopen(fd, "w") as fh:
         fh.write(json.dumps(doc))

@@ -110,7 +110,8 @@ def append_metrics(path: Path, records: Iterable[MetricsRecord]) -> None:
 
 def read_metrics(path: Path) -> pd.DataFrame:
     """All metrics rows; an absent file is an empty frame with the schema's columns."""
-    frame = read_table(path, columns=None)
+    # older files may lack newer columns (added below), never these
+    frame = read_table(path, columns=["run_id", "horizon", "recorded_at", "event"])
     if frame.empty:
         return records_frame([], MetricsRecord)
     for col in METRICS_COLUMNS:  # files written by an older schema get the new columns empty

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,12 @@ from bot.metrics_store import record_run_metrics
 from bot.recovery import mark_step
 from bot.report import chart_panels, write_run_reports
 from bot.searcher import run_search
+from bot.secrets import redact
 from bot.workspace import Workspace
 
 ProgressFactory = Callable[[str, int], Callable[[int, int], None]]
+# The observado dated D is published the evening before; a weekend and a holiday ahead is still real.
+FUTURE_SLACK = timedelta(days=5)
 DRY_RUN_LEVELS = ("plan", "local", "full")
 
 
@@ -89,8 +92,19 @@ def load_series(ws: Workspace, as_of: date | None = None) -> pd.DataFrame:
         raise DataError(
             f"{ws.series_path}: no series yet (run `chronops ingest --source csv PATH` or `--source mindicador`)"
         )
-    series = read_table(ws.series_path, columns=["date", "value"])
-    series["date"] = pd.to_datetime(series["date"])
+    from bot.core.series import validate_series
+
+    # the store is re-checked on every read: a file edited or damaged since ingest fails with one line
+    series, _ = validate_series(
+        read_table(ws.series_path, columns=["date", "value"]), source=str(ws.series_path),
+        max_gap_days=ws.settings.data.max_gap_days,
+    )  # fmt: skip
+    last = series["date"].iloc[-1].date()
+    if last > utcnow().date() + FUTURE_SLACK:
+        raise DataError(
+            f"{ws.series_path}: last observation is dated {last}, in the future (today is {utcnow().date()}); "
+            "re-ingest the series"
+        )
     if as_of is not None:
         from bot.core.series import known_as_of
 
@@ -133,8 +147,8 @@ def backtest_errors(ws: Workspace, live: HorizonConfig) -> pd.DataFrame | None:
     path = ws.path(live.model_id)
     revision = model_revision(str(path) if path.is_dir() else live.model_id)
     key = f"{live.model_id}@{revision}|{config_hash(live)}"  # as Engine.cache_key spells it
-    cache = read_table(ws.cache_path)
-    rows = cache[cache["cache_key"] == key] if "cache_key" in cache.columns else cache.iloc[0:0]
+    cache = read_table(ws.cache_path, columns=["cache_key", "target_date", "point", "actual", "step"])
+    rows = cache[cache["cache_key"] == key]
     if rows.empty:
         return None
     return pd.DataFrame(
@@ -512,7 +526,7 @@ def report_context(
             "tuning_range": _range(dates, origins.tuning),
             "validation_range": _range(dates, origins.validation),
             "versions": _versions(),
-            "command": options.command or "chronops " + shlex.join(sys.argv[1:]),
+            "command": redact(options.command or "chronops " + shlex.join(sys.argv[1:])),
         },
         "metadata": {
             "tool": "chronops",

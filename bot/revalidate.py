@@ -39,7 +39,7 @@ def run_dirs(ws: Workspace, run_id: str) -> list[Path]:
 
 def revalidate(run_dir: Path, approval: ApprovalSettings) -> tuple[Verdict, Verdict | None]:
     """(re-evaluated verdict, verdict stored by the original run)."""
-    meta = json.loads((run_dir / "results_meta.json").read_text())
+    meta = _read_json(run_dir / "results_meta.json", ("winner_key", "current_key", "initial", "prediction_length", "origin_step"))
     results = read_table(run_dir / "results.parquet", columns=RESULT_COLUMNS)
     val = results[results["set"] == "validation"]
 
@@ -58,7 +58,7 @@ def revalidate(run_dir: Path, approval: ApprovalSettings) -> tuple[Verdict, Verd
     report = run_dir / "report.json"
     override = None
     if report.exists():
-        stored = Verdict.from_dict(json.loads(report.read_text())["verdict"])
+        stored = Verdict.from_dict(_read_json(report, ("verdict",))["verdict"])
         override = stored.override_reason
     verdict = evaluate_gate(
         current=current,
@@ -72,6 +72,18 @@ def revalidate(run_dir: Path, approval: ApprovalSettings) -> tuple[Verdict, Verd
         origin_step=int(meta["origin_step"]),
     )
     return verdict, stored
+
+
+def _read_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A stored run's JSON file with these keys, or a DataError naming it."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({' '.join(str(exc).split())[:200]})") from None
+    missing = [k for k in keys if not isinstance(doc, dict) or k not in doc]
+    if missing:
+        raise DataError(f"{path}: missing key(s) {', '.join(missing)} (not written by this chronops?)")
+    return dict(doc)
 
 
 def with_overrides(approval: ApprovalSettings, overrides: dict[str, float | None]) -> ApprovalSettings:

@@ -19,6 +19,7 @@ import numpy as np
 from bot.core.config import Family
 from bot.core.metrics import Forecast
 from bot.errors import ModelError
+from bot.settings import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +132,11 @@ def load_model(
             device = "cuda"
     except ImportError as exc:  # pragma: no cover - torch is a hard dependency
         raise ModelError(f"torch is not installed ({exc}); run: pip install torch==2.13.0") from None
-    threads = os.environ.get("CHRONOPS_TORCH_THREADS")
+    threads = torch_threads()
     if threads:
         # Oversubscribed CPUs (several processes each spinning torch's default thread pool) can make
         # generation 10x slower; pin the pool when the host is shared.
-        torch.set_num_threads(max(1, int(threads)))
+        torch.set_num_threads(threads)
     key = (resolved, device)
     if key in _CACHE:
         return _CACHE[key]

@@ -14,6 +14,7 @@ from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Rep
 
 from bot.adapters.store import atomic_write_text
 from bot.errors import ForgeError
+from bot.secrets import redact
 
 BOT_NAME = "chronops[bot]"
 BOT_EMAIL = "chronops-bot@users.noreply.github.com"
@@ -22,7 +23,7 @@ BOT_EMAIL = "chronops-bot@users.noreply.github.com"
 def _fail(exc: GitCommandError, what: str) -> ForgeError:
     stderr = (exc.stderr or "").strip().replace("\n", " ")
     stderr = stderr.removeprefix("stderr: ").strip("'\" ")
-    return ForgeError(f"git {what} failed: {stderr or exc}")
+    return ForgeError(redact(f"git {what} failed: {stderr or exc}"))  # git echoes remote URLs
 
 
 @dataclass

@@ -58,7 +58,10 @@ def read_table(path: Path, *, columns: list[str] | None = None) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=columns or [])
     try:
-        frame = pq.read_table(path).to_pandas()
+        # one open file: a path would be reopened for the pages, and a writer's os.replace in between
+        # pairs the old footer with the new file's pages (a torn read of a file never torn on disk)
+        with open(path, "rb") as fh:
+            frame = pq.read_table(fh).to_pandas()
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: not a readable parquet file ({_first_line(exc)})") from None
     if columns:
@@ -66,6 +69,20 @@ def read_table(path: Path, *, columns: list[str] | None = None) -> pd.DataFrame:
         if missing:
             raise DataError(f"{path}: missing column(s) {', '.join(missing)} (wrong schema?)")
     return frame
+
+
+def check_table(path: Path, columns: list[str]) -> None:
+    """Cheap check of a possibly large table: a parquet footer with these columns (absent is fine)."""
+    if not path.exists():
+        return
+    try:
+        with open(path, "rb") as fh:
+            names = pq.read_schema(fh).names
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: not a readable parquet file ({_first_line(exc)})") from None
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (wrong schema?)")
 
 
 def write_table(path: Path, frame: pd.DataFrame) -> None:

@@ -175,7 +175,7 @@ class _Checker:
             self.fail(key, f"{value!r} is {type(value).__name__}, expected a number in [{lo}, {hi}]")
             return None
         bad_low = value <= lo if lo_open else value < lo
-        if bad_low or value > hi:
+        if bad_low or value > hi or value != value:  # NaN (json reads the literal) compares false both ways
             bound = f"({lo}, {hi}]" if lo_open else f"[{lo}, {hi}]"
             self.fail(key, f"{value} is out of range (use a number in {bound})")
             return None

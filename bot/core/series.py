@@ -20,6 +20,9 @@ class SeriesReport:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
+MAX_VALUE = 1e12
+
+
 def validate_series(
     raw: pd.DataFrame, *, source: str, max_gap_days: int
 ) -> tuple[pd.DataFrame, SeriesReport]:
@@ -47,6 +50,8 @@ def validate_series(
             raise DataError(f"{source}: row {i + 2}: value {raw_v!r} is not a finite number")
         if v <= 0:
             raise DataError(f"{source}: row {i + 2}: value {v} is not positive (an exchange rate is > 0)")
+        if v > MAX_VALUE:  # beyond this, squared errors and float32 model inputs overflow
+            raise DataError(f"{source}: row {i + 2}: value {raw_v!r} is implausibly large (over {MAX_VALUE:g})")
     out = pd.DataFrame({"date": dates.dt.normalize().astype("datetime64[ns]"), "value": values.astype(float)})
 
     dup = out["date"].duplicated(keep=False)
