@@ -10,7 +10,6 @@ from typing import Any
 from bot import recovery
 from bot.adapters.configs import read_config
 from bot.adapters.git import GitRepo
-from bot.core.config import HORIZONS, config_hash
 from bot.errors import ChronopsError, ForgeError
 from bot.faults import crash_point
 from bot.forge import Forge, LocalForge
@@ -197,9 +196,8 @@ def _scratch_forge(ws: Workspace) -> Forge:
     from git import Repo
 
     tmp = Path(tempfile.mkdtemp(prefix="chronops-dryrun-"))
-    bare = Repo.clone_from(str(ws.root), tmp / "origin.git", bare=True)
-    clone = Repo.clone_from(bare.working_dir or str(tmp / "origin.git"), tmp / "clone")
-    del clone
+    Repo.clone_from(str(ws.root), tmp / "origin.git", bare=True)
+    Repo.clone_from(str(tmp / "origin.git"), tmp / "clone")
     return LocalForge(GitRepo.open(tmp / "clone"), tmp / "pulls.json", base=ws.settings.forge.base_branch)
 
 
@@ -296,28 +294,3 @@ def _rollback_locked(
         )  # fmt: skip
     state = "merged" if pull.state == "merged" else "opened (merge it to roll back)"
     say(f"{horizon}: revert pull request #{pull.number} {state}: {pull.title}")
-
-
-def status_rows(root: Path) -> list[dict[str, Any]]:
-    ws = Workspace.open(root)
-    hist = read_history(ws.history_path)
-    rows = []
-    for h in HORIZONS:
-        row: dict[str, Any] = {"horizon": h}
-        try:
-            cfg = read_config(ws.config_path(h))
-            row.update(
-                model_id=cfg.model_id, context_length=cfg.context_length, num_samples=cfg.num_samples,
-                temperature=cfg.temperature, version=cfg.version, config_hash=config_hash(cfg),
-                source=cfg.provenance.pull_request or cfg.provenance.run_id or cfg.provenance.source,
-                updated_at=cfg.provenance.updated_at,
-            )  # fmt: skip
-        except ChronopsError as exc:
-            row["error"] = str(exc)
-        mine = hist[hist["horizon"] == h] if not hist.empty else hist
-        if not mine.empty:
-            last = mine.sort_values("optimization_date").iloc[-1]
-            row["last_run"] = str(last["optimization_date"])
-            row["last_status"] = last["status"]
-        rows.append(row)
-    return rows

@@ -34,6 +34,10 @@ class SearchResult:
     notes: list[str] = field(default_factory=list)
 
 
+def _rmse(steps: pd.DataFrame) -> float:
+    return float(((steps["point"] - steps["actual"]) ** 2).mean() ** 0.5)
+
+
 def _calls(configs: Sequence[HorizonConfig]) -> int:
     return len({_group_key(c) for c in configs})
 
@@ -100,10 +104,7 @@ def run_search(
             seconds[key].update(ev.seconds)
         if stop == len(origins):
             break
-        rmse = {
-            k: float(((pd.concat(scored[k])["point"] - pd.concat(scored[k])["actual"]) ** 2).mean() ** 0.5)
-            for k in (config_hash(c) for c in alive)
-        }
+        rmse = {k: _rmse(pd.concat(scored[k])) for k in (config_hash(c) for c in alive)}
         keep = halving_survivors(rmse)
         dropped = len(alive) - len(keep)
         alive = [c for c in alive if config_hash(c) in keep]
