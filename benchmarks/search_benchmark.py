@@ -8,8 +8,11 @@ are meaningless, so only times, memory and agreement between methods mean anythi
 
 Each variant runs in its own subprocess so peak RSS (ru_maxrss) is measured per variant:
 - naive:  one predict call per config per origin, each num_samples drawn separately, no cache,
-          no de-duplication (the original project's loop);
-- cold:   the engine (grid strategy), empty backtest cache;
+          no de-duplication (the original project's loop), through the stock `ChronosPipeline.predict`;
+- cold-stock: the engine (grid strategy, empty cache) with the stock pipeline
+          (CHRONOPS_T5_SAMPLER=stock): what shared draws and chunking alone give;
+- cold:   the engine (grid strategy), empty backtest cache, with the shared-context T5 sampler
+          (the default);
 - halving: the engine with successive halving, empty cache;
 - warm:   the engine with the cache left by `cold`, after 5 new observations were appended.
 All at the same tuning origins. Monte-Carlo noise: the winner's tuning RMSE redrawn with 3 other
@@ -61,7 +64,9 @@ def candidates(horizon: str, model_dir: str) -> list:  # type: ignore[type-arg]
 
     s = SearchSettings()
     base = HorizonConfig(horizon, PRED[horizon], model_dir, Family.T5, 180, 100, 1.0, 50, 1.0)
-    plan = build_plan(base, context_lengths=s.context_length[horizon], num_samples=s.num_samples, temperatures=s.temperature)
+    plan = build_plan(
+        base, context_lengths=s.context_length[horizon], num_samples=s.num_samples, temperatures=s.temperature
+    )
     return [c.config for c in plan.candidates]
 
 
@@ -98,6 +103,7 @@ def run_variant(args: argparse.Namespace) -> dict[str, object]:
     scores: dict[str, float] = {}
     calls = 0
     if args.variant == "naive":
+        assert model.sampler is None, "the naive loop must run the stock pipeline"
         import torch
 
         for cfg in configs:
@@ -155,7 +161,9 @@ def mc_noise(model: str, horizon: str, key: str, n_origins: int) -> float:
     values = series["value"].to_numpy()
     configs = {config_hash(c): c for c in candidates(horizon, model)}
     cfg = configs[key]
-    origins = origins_for(len(values), horizon, n_origins, max(c.effective_context_length for c in configs.values()))
+    origins = origins_for(
+        len(values), horizon, n_origins, max(c.effective_context_length for c in configs.values())
+    )
     m = load_model(model)
     out = []
     for seed in (101, 202, 303):
@@ -181,7 +189,9 @@ def bolt_grid(model: str) -> dict[str, float]:
     total_start = time.perf_counter()
     for h in ("7d", "15d", "30d", "90d"):
         base = HorizonConfig(h, PRED[h], model, Family.BOLT, 365)
-        plan = build_plan(base, context_lengths=s.context_length[h], num_samples=s.num_samples, temperatures=s.temperature)
+        plan = build_plan(
+            base, context_lengths=s.context_length[h], num_samples=s.num_samples, temperatures=s.temperature
+        )
         cfgs = [c.config for c in plan.candidates]
         o = walk_forward_origins(
             len(values), prediction_length=PRED[h], max_context=max(c.effective_context_length for c in cfgs),
@@ -200,7 +210,9 @@ def bolt_grid(model: str) -> dict[str, float]:
 def child(variant: str, horizon: str, model: str, origins: int, cache: str, seed: int) -> dict[str, object]:
     cmd = [sys.executable, __file__, "--child", variant, "--horizon", horizon, "--model", model,
            "--origins", str(origins), "--cache", cache, "--seed", str(seed), "--sample-chunk", str(CHUNK)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    sampler = "stock" if variant in ("naive", "cold-stock") else "shared"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "CHRONOPS_T5_SAMPLER": sampler}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{variant} {horizon} failed:\n{proc.stderr[-3000:]}")
     result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -209,7 +221,9 @@ def child(variant: str, horizon: str, model: str, origins: int, cache: str, seed
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--origins", type=int, default=8, help="tuning origins per horizon (equal for all variants)")
+    p.add_argument(
+        "--origins", type=int, default=8, help="tuning origins per horizon (equal for all variants)"
+    )
     p.add_argument("--horizons", default="7d,30d")
     p.add_argument("--seed", type=int, default=20260101)
     p.add_argument("--child", dest="variant")
@@ -217,7 +231,11 @@ def main() -> None:
     p.add_argument("--model")
     p.add_argument("--cache", default="")
     p.add_argument("--json-only", action="store_true")
-    p.add_argument("--variants", default="naive,cold,warm,halving", help="subset to run (cold is needed for warm)")
+    p.add_argument(
+        "--variants",
+        default="naive,cold-stock,cold,warm,halving",
+        help="subset to run (cold is needed for warm)",
+    )
     p.add_argument("--no-bolt", action="store_true", help="skip the Bolt-tiny grid")
     p.add_argument("--sample-chunk", type=int, default=0, help="engine sample chunk (0 = settings default)")
     args = p.parse_args()
@@ -232,7 +250,12 @@ def main() -> None:
     t5 = str(build_tiny_model(Family.T5, tmp / "t5"))
     bolt = str(build_tiny_model(Family.BOLT, tmp / "bolt"))
     _, label = load_series(0)
-    report: dict[str, object] = {"series": label, "origins": args.origins, "model": "random-weight tiny T5", "horizons": {}}
+    report: dict[str, object] = {
+        "series": label,
+        "origins": args.origins,
+        "model": "random-weight tiny T5",
+        "horizons": {},
+    }
     rows = []
     global CHUNK
     CHUNK = args.sample_chunk
@@ -240,9 +263,10 @@ def main() -> None:
     for h in args.horizons.split(","):
         cache = str(tmp / f"cache-{h}.parquet")
         got: dict[str, dict[str, object]] = {}
-        for name in ("naive", "cold", "warm", "halving"):
+        for name in ("naive", "cold-stock", "cold", "warm", "halving"):
             if name in wanted:
-                got[name] = child(name, h, t5, args.origins, "" if name in ("naive", "halving") else cache, args.seed)
+                use_cache = name in ("cold", "warm")
+                got[name] = child(name, h, t5, args.origins, cache if use_cache else "", args.seed)
                 if not args.json_only:
                     v = got[name]
                     print(f"  {h} {name}: {v['seconds']} s, {v['predict_calls']} calls, peak {v['peak_rss_mib']} MiB, "
@@ -256,24 +280,44 @@ def main() -> None:
             return None
 
         entry["speedup_cold_vs_naive"] = ratio("naive", "cold")
+        entry["speedup_cold_stock_vs_naive"] = ratio("naive", "cold-stock")
         entry["speedup_halving_vs_naive"] = ratio("naive", "halving")
         entry["speedup_warm_vs_cold"] = ratio("cold", "warm")
         if "cold" in got:
-            entry["mc_noise_rmse_std"] = round(mc_noise(t5, h, str(got["cold"]["winner_key"]), args.origins), 4)
+            entry["mc_noise_rmse_std"] = round(
+                mc_noise(t5, h, str(got["cold"]["winner_key"]), args.origins), 4
+            )
             if "naive" in scores:
-                entry["naive_rmse_of_engine_winner"] = round(scores["naive"][str(got["cold"]["winner_key"])], 4)
+                entry["naive_rmse_of_engine_winner"] = round(
+                    scores["naive"][str(got["cold"]["winner_key"])], 4
+                )
         report["horizons"][h] = entry  # type: ignore[index]
         for name, v in got.items():
-            rows.append((h, name, v["seconds"], v["predict_calls"], v["peak_rss_mib"], v["winner"], v["winner_tuning_rmse"]))
+            rows.append(
+                (
+                    h,
+                    name,
+                    v["seconds"],
+                    v["predict_calls"],
+                    v["peak_rss_mib"],
+                    v["winner"],
+                    v["winner_tuning_rmse"],
+                )
+            )
     report["bolt_tiny_grid_seconds"] = {} if args.no_bolt else bolt_grid(bolt)
     if not args.json_only:
-        print(f"series: {label}; {args.origins} tuning origins; random-weight tiny T5 (forecasts meaningless)")
-        print(f"{'h':<4} {'variant':<8} {'seconds':>8} {'calls':>6} {'peak MiB':>9}  {'winner':<24} {'tuning RMSE':>12}")
+        print(
+            f"series: {label}; {args.origins} tuning origins; random-weight tiny T5 (forecasts meaningless)"
+        )
+        print(
+            f"{'h':<4} {'variant':<10} {'seconds':>8} {'calls':>6} {'peak MiB':>9}  {'winner':<24} {'tuning RMSE':>12}"
+        )
         for r in rows:
-            print(f"{r[0]:<4} {r[1]:<8} {r[2]:>8} {r[3]:>6} {r[4]:>9}  {r[5]:<24} {r[6]:>12}")
+            print(f"{r[0]:<4} {r[1]:<10} {r[2]:>8} {r[3]:>6} {r[4]:>9}  {r[5]:<24} {r[6]:>12}")
         for h, e in report["horizons"].items():  # type: ignore[attr-defined]
             print(
-                f"{h}: cold {e['speedup_cold_vs_naive']}x faster than naive, halving {e['speedup_halving_vs_naive']}x, "
+                f"{h}: cold {e['speedup_cold_vs_naive']}x faster than naive (stock sampler: "
+                f"{e['speedup_cold_stock_vs_naive']}x), halving {e['speedup_halving_vs_naive']}x, "
                 f"warm {e['speedup_warm_vs_cold']}x faster than cold; MC noise (std of tuning RMSE over 3 seeds) "
                 f"{e.get('mc_noise_rmse_std')}"
             )

@@ -269,7 +269,7 @@ def run_horizon(
     winner = ranking[0][0]
     tick = progress(f"{horizon} validate", 1) if progress else None
     mark_step("gate")
-    validation = engine.evaluate([live, winner], origins.validation, progress=tick)
+    validation = engine.evaluate([live, winner], origins.validation, progress=tick, share_draws=False)
     search_seconds = time.perf_counter() - started
 
     live_key, win_key = config_hash(live), config_hash(winner)

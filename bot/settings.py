@@ -65,7 +65,9 @@ class SearchSettings:
     time_budget_seconds: float = 600.0
     seed: int = 20260101
     strategy: str = "grid"  # grid | random | halving
-    sample_chunk: int = 25  # samples drawn per predict call: bounds peak memory (~1 GiB at ctx 512)
+    # T5 samples per random stream (stream i seeded from (seed, i): the first k draws are the same
+    # whatever the total); with CHRONOPS_T5_SAMPLER=stock also per predict call, bounding memory
+    sample_chunk: int = 25
 
 
 @dataclass(frozen=True)
@@ -333,7 +335,7 @@ min_origin_step = 5
 time_budget_seconds = 600.0
 seed = 20260101
 strategy = "grid"                 # grid | random | halving
-sample_chunk = 25                 # samples per predict call (bounds memory)
+sample_chunk = 25                 # t5 samples per random stream (per call with the stock sampler)
 
 [search.context_length]
 "7d" = [90, 180, 270]

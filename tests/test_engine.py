@@ -32,16 +32,24 @@ def t5_config(**kw: Any) -> HorizonConfig:
 
 
 class Spy:
-    """Records every context the real pipeline receives (the model still runs)."""
+    """Records every context the model's tokenizer receives (the model still runs).
+
+    Both the shared-context sampler and the stock pipeline tokenize the context first, so this
+    sees every context whichever path predicts.
+    """
 
     def __init__(self, model: LoadedModel) -> None:
         self.calls: list[np.ndarray] = []
-        self._inner = model.pipeline.predict
-        model.pipeline.predict = self  # type: ignore[method-assign]
+        self.tokenizer = model.pipeline.tokenizer
+        self._inner = self.tokenizer.context_input_transform
+        self.tokenizer.context_input_transform = self
 
-    def __call__(self, ctx: Any, **kw: Any) -> Any:
+    def __call__(self, ctx: Any, *args: Any, **kw: Any) -> Any:
         self.calls.append(np.asarray(ctx).ravel().copy())
-        return self._inner(ctx, **kw)
+        return self._inner(ctx, *args, **kw)
+
+    def restore(self) -> None:
+        self.tokenizer.context_input_transform = self._inner
 
 
 def test_no_context_contains_data_at_or_after_its_origin(tiny_t5: Path) -> None:
@@ -50,10 +58,12 @@ def test_no_context_contains_data_at_or_after_its_origin(tiny_t5: Path) -> None:
     try:
         dates, values = series()
         engine = Engine(model, dates, values, seed=1, sample_chunk=10)
-        origins = walk_forward_origins(N, prediction_length=5, max_context=64, n_tuning=3, n_validation=2, step=5)
+        origins = walk_forward_origins(
+            N, prediction_length=5, max_context=64, n_tuning=3, n_validation=2, step=5
+        )
         evals = engine.evaluate([t5_config(), t5_config(context_length=32)], origins.all)
     finally:
-        model.pipeline.predict = spy._inner  # type: ignore[method-assign]
+        spy.restore()
     assert spy.calls
     origin_values = {1000.0 + o for o in origins.all}
     for ctx in spy.calls[1:]:  # the first call is the warm-up
@@ -71,16 +81,22 @@ def test_no_context_contains_data_at_or_after_its_origin(tiny_t5: Path) -> None:
 
 def test_not_enough_data_is_one_clear_line() -> None:
     with pytest.raises(DataError, match=r"needs 1268 observations .* the series has 400; reduce"):
-        walk_forward_origins(400, prediction_length=63, max_context=512, n_tuning=6, n_validation=6, step=63, horizon="90d")
+        walk_forward_origins(
+            400, prediction_length=63, max_context=512, n_tuning=6, n_validation=6, step=63, horizon="90d"
+        )
 
 
 def test_t5_duplicates_collapse_and_bolt_ignores_sampling_knobs() -> None:
     base = t5_config(horizon="90d", prediction_length=63)
-    plan = build_plan(base, context_lengths=[365, 540, 730], num_samples=[50, 100, 200], temperatures=[0.8, 1.0, 1.2])
+    plan = build_plan(
+        base, context_lengths=[365, 540, 730], num_samples=[50, 100, 200], temperatures=[0.8, 1.0, 1.2]
+    )
     assert len(plan.candidates) == 2 * 3 * 3  # 540 and 730 are both 512 for T5
     assert any("730 = 512" in d for d in plan.duplicates)
     bolt = HorizonConfig("90d", 63, "amazon/chronos-bolt-small", Family.BOLT, 365)
-    bplan = build_plan(bolt, context_lengths=[365, 540, 730], num_samples=[50, 100, 200], temperatures=[0.8, 1.0])
+    bplan = build_plan(
+        bolt, context_lengths=[365, 540, 730], num_samples=[50, 100, 200], temperatures=[0.8, 1.0]
+    )
     assert [c.config.context_length for c in bplan.candidates] == [365, 540, 730]
     assert all(c.config.num_samples is None and c.config.temperature is None for c in bplan.candidates)
     assert bplan.ignored_knobs == ("num_samples", "temperature", "top_k", "top_p")
@@ -92,8 +108,10 @@ def test_smaller_num_samples_use_the_first_draws_of_one_call(tiny_t5: Path) -> N
     engine = Engine(model, dates, values, seed=3, sample_chunk=10)
     origins = (300, 305)
     evals = engine.evaluate([t5_config(num_samples=10), t5_config(num_samples=30)], origins)
-    assert engine.stats.predict_calls == 2 * 3  # one call per origin, drawn in 3 chunks of 10
-    alone = Engine(model, dates, values, seed=3, sample_chunk=10).evaluate([t5_config(num_samples=10)], origins)
+    assert engine.stats.predict_calls == 2  # one call per origin (3 random streams of 10)
+    alone = Engine(model, dates, values, seed=3, sample_chunk=10).evaluate(
+        [t5_config(num_samples=10)], origins
+    )
     key = config_hash(t5_config(num_samples=10))
     pd.testing.assert_frame_equal(evals[key].steps, alone[key].steps)
 

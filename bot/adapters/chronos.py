@@ -12,7 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from bot.core.config import Family
 from bot.core.metrics import Forecast
 from bot.errors import ModelError
 from bot.settings import torch_threads
+
+if TYPE_CHECKING:  # torch is imported lazily: `chronops --help` should not pay for it
+    from bot.adapters.t5_sampler import T5Sampler
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,7 @@ class LoadedModel:
     revision: str
     pipeline: Any
     device: str
+    sampler: T5Sampler | None = None  # the shared-context T5 sampler; None = stock pipeline
 
     def predict(
         self,
@@ -43,11 +47,12 @@ class LoadedModel:
         top_p: float | None = None,
         seed: int = 0,
         sample_chunk: int = 50,
-    ) -> tuple[Forecast, list[float]]:
+    ) -> tuple[Forecast, float]:
         """Forecast `prediction_length` steps after `context` (1-D, oldest first).
 
-        Returns the forecast and the wall seconds of each predict call (one per sample chunk for t5),
-        so the cost of using only the first k chunks is known exactly.
+        Returns the forecast and the wall seconds the model took. T5 draws `num_samples` paths in
+        random streams of `sample_chunk` rows, stream i seeded from (seed, i): the first k draws are
+        the same whatever the total when k is a multiple of `sample_chunk`.
         """
         import torch
 
@@ -56,25 +61,31 @@ class LoadedModel:
             warnings.simplefilter("ignore")  # "prediction length > 64" advice is documented, not an error
             if self.family is Family.T5:
                 total = int(num_samples or 20)
+                stream = max(1, sample_chunk)
+                started = time.perf_counter()
+                if self.sampler is not None:
+                    samples = self.sampler.sample(
+                        ctx, prediction_length, num_samples=total, temperature=temperature,
+                        top_k=top_k, top_p=top_p, seed=seed, stream_size=stream,
+                    )  # fmt: skip
+                    return Forecast.from_samples(
+                        samples.numpy().astype(np.float64)
+                    ), time.perf_counter() - started
+                # Stock pipeline (CHRONOPS_T5_SAMPLER=stock or a failed self-check): one call per
+                # stream, so peak memory scales with the stream, not the total.
                 chunks: list[np.ndarray] = []
-                seconds: list[float] = []
-                # Samples are drawn in chunks: peak memory scales with the chunk, not the total, and
-                # chunk i is seeded by (seed, i) so the first k draws are the same whatever the total.
-                for i, start in enumerate(range(0, total, max(1, sample_chunk))):
-                    n = min(sample_chunk, total - start)
+                for i, start in enumerate(range(0, total, stream)):
                     torch.manual_seed(seed * 1_000_003 + i)
-                    started = time.perf_counter()
                     out = self.pipeline.predict(
                         ctx,
                         prediction_length=prediction_length,
-                        num_samples=n,
+                        num_samples=min(stream, total - start),
                         temperature=temperature,
                         top_k=top_k,
                         top_p=top_p,
                     )
-                    seconds.append(time.perf_counter() - started)
                     chunks.append(out[0].numpy().astype(np.float64))
-                return Forecast.from_samples(np.concatenate(chunks, axis=0)), seconds
+                return Forecast.from_samples(np.concatenate(chunks, axis=0)), time.perf_counter() - started
             torch.manual_seed(seed)
             levels = tuple(float(q) for q in self.pipeline.quantiles)
             started = time.perf_counter()
@@ -83,7 +94,7 @@ class LoadedModel:
             else:
                 quantiles = self.pipeline.predict([ctx], prediction_length=prediction_length)[0][0]
             elapsed = time.perf_counter() - started
-            return Forecast.from_quantiles(levels, quantiles.numpy().astype(np.float64)), [elapsed]
+            return Forecast.from_quantiles(levels, quantiles.numpy().astype(np.float64)), elapsed
 
 
 def _detect_family(pipeline: Any) -> Family:
@@ -95,6 +106,31 @@ def _detect_family(pipeline: Any) -> Family:
     if name == "Chronos2Pipeline":
         return Family.CHRONOS2
     raise ModelError(f"unsupported Chronos pipeline class {name}")
+
+
+def t5_sampler_choice() -> str:
+    """CHRONOPS_T5_SAMPLER: `shared` (default, context encoded once for all samples) or `stock`."""
+    choice = os.environ.get("CHRONOPS_T5_SAMPLER", "shared").strip().lower() or "shared"
+    if choice not in ("shared", "stock"):
+        raise ModelError(f"CHRONOPS_T5_SAMPLER='{choice}': use 'shared' or 'stock'")
+    return choice
+
+
+def _t5_sampler(pipeline: Any, model_id: str) -> T5Sampler | None:
+    if t5_sampler_choice() == "stock":
+        return None
+    from bot.adapters.t5_sampler import T5Sampler
+
+    try:
+        sampler = T5Sampler(pipeline)
+        problem = sampler.self_check()
+    except Exception as exc:  # any incompatibility means: use the stock pipeline
+        problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+    if problem is None:
+        return sampler
+    pipeline.model.model.set_attn_implementation("sdpa")
+    log.warning("model %s: shared-context sampler disabled (%s); using the stock pipeline", model_id, problem)
+    return None
 
 
 def model_revision(model_id: str) -> str:
@@ -168,7 +204,8 @@ def load_model(
             f"model_id '{model_id}' is a {family.value} model but the config says model_family="
             f"'{expected_family.value}' (fix model_family)"
         )
-    loaded = LoadedModel(model_id, family, model_revision(resolved), pipeline, device)
+    sampler = _t5_sampler(pipeline, model_id) if family is Family.T5 else None
+    loaded = LoadedModel(model_id, family, model_revision(resolved), pipeline, device, sampler)
     log.info("loaded %s (%s) in %.1fs", model_id, family.value, time.perf_counter() - started)
     _CACHE[key] = loaded
     return loaded
