@@ -15,6 +15,8 @@ from bot.core.triggers import (
     DriftCheck,
     PerformanceCheck,
     TimeCheck,
+    _scan_lengths,
+    _volatility_scan,
     _weighted_holm,
     decide,
     drift_check,
@@ -193,6 +195,32 @@ def test_drift_respects_window_settings() -> None:
     series = walk(0.007 * np.random.default_rng(10).standard_normal(90))
     d = drift_check(series, last_day(series), settings)
     assert d.n_recent == 20 and d.n_reference == 60
+
+
+def test_scan_lengths_are_dense_then_every_fifth() -> None:
+    assert _scan_lengths(30).tolist() == [*range(3, 16), 20, 25, 30]
+    assert _scan_lengths(22).tolist() == [*range(3, 16), 20, 22]
+    assert _scan_lengths(10).tolist() == list(range(3, 11))
+    assert _scan_lengths(2).tolist() == [2]
+
+
+def test_volatility_scan_is_scale_free_and_calibrated_on_fat_tails() -> None:
+    rng = np.random.default_rng(31)
+    r = rng.standard_t(3, 120)
+    assert _volatility_scan(r, 30) == _volatility_scan(250.0 * r + 0.01, 30)
+    p_up = np.array([_volatility_scan(rng.standard_t(3, 120), 30).p_up for _ in range(300)])
+    assert 0.05 <= np.mean(p_up <= 0.2) <= 0.35  # ~0.2 under the null (binomial sd 0.023)
+    assert np.mean(p_up <= 0.05) <= 0.1
+
+
+def test_volatility_scan_handles_mostly_unchanged_prices() -> None:
+    """A MAD of 0 (most days without a move) falls back to the mean absolute deviation."""
+    r = np.zeros(120)
+    r[::7] = 0.01 * np.random.default_rng(32).standard_normal(18)
+    r[-5:] = [0.05, -0.04, 0.06, -0.05, 0.04]
+    scan = _volatility_scan(r, 30)
+    assert scan.p_up < 0.01 and scan.m_up <= 5
+    assert _volatility_scan(np.zeros(120), 30).p_up == 1.0
 
 
 def test_weighted_holm_matches_hand_computation() -> None:

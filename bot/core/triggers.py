@@ -38,12 +38,14 @@ WASSERSTEIN_LEVELS = (0.2, 0.4, 0.8)  # W1(recent, reference) / std(reference); 
 
 # Share of drift_alpha given to each test (weighted Holm). A rise in volatility is what breaks
 # forecasts and intervals, so it gets most of the error budget.
-SCALE_UP_WEIGHT = 0.8
-SCALE_DOWN_WEIGHT = 0.1
-KS_WEIGHT = 0.1
+SCALE_UP_WEIGHT = 0.9
+SCALE_DOWN_WEIGHT = 0.05
+KS_WEIGHT = 0.05
 SCAN_MIN_OBS = 3  # shortest tail segment the volatility scan looks at
-SCORE_DOF = 4.0  # Student-t degrees of freedom the scale scores are optimal for
-NULL_PERMUTATIONS = 20_000
+SCAN_DENSE_OBS = 15  # every length up to this one, then every SCAN_SPARSE_STEP-th up to drift_recent_obs
+SCAN_SPARSE_STEP = 5
+SCORE_DOF = 8.0  # Student-t degrees of freedom of the scale scores
+NULL_PERMUTATIONS = 4_000
 NULL_SEED = 20260101
 
 
@@ -113,22 +115,29 @@ def drift_check(series: pd.DataFrame, as_of: date, settings: TriggerSettings) ->
     Only rows known at the end of `as_of` are used (`known_as_of`: later rows are ignored, so a
     series with future dates is safe). Rows with missing or non-positive values are dropped.
 
-    Tests, all rank-based, so their false-alarm rate holds for fat-tailed returns:
-    - volatility scan: returns of both windows are ranked around their pooled median and given
-      Student-t(4) scale scores a(u) = 5 q^2 / (4 + q^2), q = t4 quantile of u: the locally most
-      powerful rank scores for a scale change of t4 returns (FX-like tails), bounded, so a few crash
-      days in the reference window do not mask a later rise (normal-optimal Klotz scores q^2 detect
-      a few points more on normal returns and less on the real series: benchmarks/). For every
-      tail segment of the last m returns, m = 3 .. drift_recent_obs, the standardized score sum
-      measures whether that segment is more (or less) volatile than the rest; the scan takes the
-      maximum over m, so a change a few days old is caught without waiting for it to fill the
-      recent window. The maximum's null
-      distribution depends only on the window sizes (a permutation distribution), computed once
-      with a fixed seed (20,000 permutations), so p-values are exact up to Monte Carlo error.
-      Separate one-sided scans for a rise and a fall.
+    Tests, all permutation or rank tests, so their false-alarm rate holds for fat-tailed returns:
+    - volatility scan: every return of both windows gets a Student-t(8) scale score
+      a = 9 y^2 / (8 + y^2), y = (return - median) / (MAD / 0.6745), median and MAD of the pooled
+      120 returns. Bounded, so a few crash days in the reference window do not mask a later rise;
+      computed from the returns, not their ranks, so a doubled return far out in the tail counts
+      more than one just past the reference's largest. For every tail segment of the last m
+      returns, m = 3..15 then 20, 25, 30 (`_scan_lengths`: every length a weekly check needs to
+      see a change within two weeks, and sparser ones up to drift_recent_obs for an older change),
+      the standardized score sum measures whether that segment is more (or less) volatile than
+      the rest; the scan takes the maximum over m, so a change a few days old is caught without
+      waiting for it to fill the recent window. p-value: the same maximum over 4,000 fixed
+      (seeded) random orderings of the same scores -- a permutation test, exact for exchangeable
+      returns whatever their distribution, up to Monte Carlo error (~0.3% at 5%). Separate
+      one-sided scans for a rise and a fall.
     - two-sample Kolmogorov-Smirnov on the recent vs reference returns (any change of shape or
       location).
-    Multiplicity: weighted Holm at `drift_alpha` with weights 0.8 (rise), 0.1 (fall), 0.1 (KS).
+    Multiplicity: weighted Holm at `drift_alpha` with weights 0.9 (rise), 0.05 (fall), 0.05 (KS).
+    Measured (benchmarks/trigger_calibration.py, geometric random walks, a check every 5
+    observations; 300 paths per cell): false alarms 4.6-5.6% of checks per cell, 5.0% +- 0.1% on
+    60,000 independent windows (the nominal alpha: rise, fall and KS rejections barely overlap, so
+    the Holm bound is nearly tight); a volatility doubling is caught within 10 trading days in
+    74-80% (normal returns) / 53-64% (Student-t(4)) of cases. The 80% goal is out of reach for
+    tests of this kind: told the change day, the same permutation test reaches 84% / 69%.
 
     Effect sizes: volatility ratio (std recent / std reference; RMS of the scan segment / RMS of the
     reference), Wasserstein-1 distance over the reference std, and PSI on reference quintiles (shown,
@@ -262,62 +271,78 @@ class _Scan:
     m_down: int
 
 
-def _scale_scores(u: np.ndarray) -> np.ndarray:
-    q = stats.t.ppf(u, SCORE_DOF)
-    return np.asarray((SCORE_DOF + 1.0) * q * q / (SCORE_DOF + q * q), dtype=np.float64)
+def _scale_scores(returns: np.ndarray) -> np.ndarray:
+    """Student-t scale scores (nu + 1) y^2 / (nu + y^2) of y = (return - median) / (MAD / 0.6745).
+
+    Median and MAD are of the pooled window, so the score of a return does not depend on where it
+    sits in the window and the permutation null stays exact. A window whose MAD is 0 (mostly
+    unchanged prices) falls back to the mean absolute deviation.
+    """
+    x = returns - np.median(returns)
+    scale = float(np.median(np.abs(x))) / 0.6745
+    if scale == 0.0:
+        scale = float(np.mean(np.abs(x)))
+    if scale == 0.0:
+        return np.zeros_like(x)
+    y2 = np.square(x / scale)
+    return np.asarray((SCORE_DOF + 1.0) * y2 / (SCORE_DOF + y2), dtype=np.float64)
 
 
-def _scan_stats(scores: np.ndarray, mean: float, var: float, m_min: int, m_max: int) -> np.ndarray:
-    """Standardized sums of the last m scores, m = m_min..m_max, along the last axis."""
-    n = scores.shape[-1]
-    ms = np.arange(m_min, m_max + 1)
-    tail_sums = np.cumsum(scores[..., ::-1], axis=-1)[..., ms - 1]
+def _scan_lengths(n_recent: int) -> np.ndarray:
+    """Tail segment lengths: 3..15, then 20, 25, ... and n_recent itself (all capped at n_recent)."""
+    dense = range(min(SCAN_MIN_OBS, n_recent), min(SCAN_DENSE_OBS, n_recent) + 1)
+    sparse = range(SCAN_DENSE_OBS + SCAN_SPARSE_STEP, n_recent + 1, SCAN_SPARSE_STEP)
+    return np.array(sorted({*dense, *sparse, n_recent}), dtype=np.int64)
+
+
+def _scan_stats(newest_first: np.ndarray, n: int, mean: float, var: float, ms: np.ndarray) -> np.ndarray:
+    """Standardized sums of the last m of n scores, for m in `ms`, along the last axis.
+
+    `newest_first[..., k]` is the score of the k-th newest return (at least max(ms) of them). Under
+    the permutation null a sum of m scores has mean m x mean and variance m (n - m) / (n - 1) x var.
+    """
+    tail_sums = np.cumsum(newest_first, axis=-1)[..., ms - 1]
     sd = np.sqrt(ms * (n - ms) / (n - 1) * var)
     return np.asarray((tail_sums - ms * mean) / sd, dtype=np.float64)
 
 
 @functools.lru_cache(maxsize=16)
-def _scan_null(n: int, m_min: int, m_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted permutation null of the rise and fall scan maxima (depends on the sizes only)."""
-    base = _scale_scores(np.arange(1, n + 1) / (n + 1))
+def _null_positions(n: int, m_max: int) -> np.ndarray:
+    """NULL_PERMUTATIONS fixed random orderings of n positions, newest m_max only (seeded)."""
     rng = np.random.default_rng(NULL_SEED)
-    ups: list[np.ndarray] = []
-    downs: list[np.ndarray] = []
-    chunk = max(1, 2_000_000 // n)
-    done = 0
-    while done < NULL_PERMUTATIONS:
-        size = min(chunk, NULL_PERMUTATIONS - done)
-        perms = np.argsort(rng.random((size, n)), axis=1)
-        z = _scan_stats(base[perms], float(base.mean()), float(base.var()), m_min, m_max)
-        ups.append(z.max(axis=1))
-        downs.append((-z).max(axis=1))
-        done += size
-    return np.sort(np.concatenate(ups)), np.sort(np.concatenate(downs))
+    positions = np.argsort(rng.random((NULL_PERMUTATIONS, n)), axis=1)[:, :m_max]
+    positions.setflags(write=False)
+    return positions
 
 
 def _volatility_scan(returns: np.ndarray, n_recent: int) -> _Scan:
+    """Rise and fall scans over the tail segments of the window, each with its permutation p-value.
+
+    The null distribution of the scan maxima is that of the same scores in random order (exact for
+    exchangeable returns, whatever their distribution), estimated from NULL_PERMUTATIONS fixed
+    orderings: p = (1 + #permutations at least as extreme) / (1 + NULL_PERMUTATIONS).
+    """
     n = len(returns)
-    m_max = n_recent
-    m_min = min(SCAN_MIN_OBS, m_max)
-    ranks = stats.rankdata(returns - np.median(returns))  # ties share their average rank
-    scores = _scale_scores(ranks / (n + 1))
-    var = float(scores.var())
+    ms = _scan_lengths(n_recent)
+    m_max = int(ms[-1])
+    scores = _scale_scores(returns)
+    mean, var = float(scores.mean()), float(scores.var())
     if var == 0.0:
         return _Scan(1.0, 1.0, m_max, m_max)
-    z = _scan_stats(scores, float(scores.mean()), var, m_min, m_max)
-    null_up, null_down = _scan_null(n, m_min, m_max)
+    z = _scan_stats(scores[::-1][:m_max], n, mean, var, ms)
+    null = _scan_stats(scores[_null_positions(n, m_max)], n, mean, var, ms)
     i_up, i_down = int(np.argmax(z)), int(np.argmax(-z))
     return _Scan(
-        p_up=_upper_tail_p(null_up, float(z[i_up])),
-        p_down=_upper_tail_p(null_down, float(-z[i_down])),
-        m_up=m_min + i_up,
-        m_down=m_min + i_down,
+        p_up=_upper_tail_p(null.max(axis=1), float(z[i_up])),
+        p_down=_upper_tail_p((-null).max(axis=1), float(-z[i_down])),
+        m_up=int(ms[i_up]),
+        m_down=int(ms[i_down]),
     )
 
 
-def _upper_tail_p(sorted_null: np.ndarray, value: float) -> float:
-    exceed = len(sorted_null) - int(np.searchsorted(sorted_null, value - 1e-12, side="left"))
-    return (1 + exceed) / (1 + len(sorted_null))
+def _upper_tail_p(null: np.ndarray, value: float) -> float:
+    exceed = int(np.count_nonzero(null >= value - 1e-12))
+    return (1 + exceed) / (1 + len(null))
 
 
 def _weighted_holm(p: dict[str, float], w: dict[str, float]) -> dict[str, float]:
