@@ -551,11 +551,12 @@ def _write_crash_log() -> Path:
 # typer >= 0.20 vendors click; find its exception classes without importing a private module.
 _ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 _UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-DRY_RUN_LEVELS = ("plan", "local", "full")
 
 
 def _normalize_dry_run(argv: list[str]) -> list[str]:
     """`--dry-run` alone means `--dry-run plan` (typer has no optional option values)."""
+    from bot.settings import DRY_RUN_LEVELS
+
     out: list[str] = []
     for i, arg in enumerate(argv):
         out.append(arg)

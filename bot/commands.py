@@ -16,7 +16,6 @@ from bot.forge import Forge, LocalForge
 from bot.history import HistoryRecord, read_history, record_optimization
 from bot.lock import workspace_lock
 from bot.pipeline import (
-    DRY_RUN_LEVELS,
     HorizonOutcome,
     ProgressFactory,
     RunOptions,
@@ -26,6 +25,7 @@ from bot.pipeline import (
     utcnow,
 )
 from bot.secrets import redact
+from bot.settings import DRY_RUN_LEVELS
 from bot.workspace import Workspace, resolve_horizons
 
 Say = Callable[[str], None]

@@ -53,7 +53,6 @@ from bot.workspace import Workspace
 ProgressFactory = Callable[[str, int], Callable[[int, int], None]]
 # The observado dated D is published the evening before; a weekend and a holiday ahead is still real.
 FUTURE_SLACK = timedelta(days=5)
-DRY_RUN_LEVELS = ("plan", "local", "full")
 
 
 @dataclass
@@ -70,7 +69,8 @@ class RunOptions:
 @dataclass
 class HorizonOutcome:
     horizon: str
-    status: str  # skipped | no_change | approved | rejected | approved_override | merged | proposed | failed
+    # skipped | no_change | approved | rejected | approved_override | merged | proposed | failed | dry_run
+    status: str
     decision: TriggerDecision | None = None
     verdict: Verdict | None = None
     winner: HorizonConfig | None = None
@@ -238,7 +238,7 @@ def run_horizon(
         skipped = HorizonOutcome(
             horizon, "skipped", decision=decision, current=live, message="no trigger fired"
         )
-        if options.stage != "search":
+        if options.stage != "search" and options.dry_run is None:
             record_run_metrics(ws, skipped, run_id, now)
         return skipped
     if options.dry_run is None and options.stage != "search":
@@ -340,6 +340,14 @@ def finish_horizon(
         outcome.proposal = _propose(ws, forge, outcome, body, options)
         crash_point("pipeline:proposed")
     mark_step("record")
+    if options.dry_run is not None:
+        # kept for the audit trail, never counted as an optimization: a preview must not reset the
+        # time trigger or move the KPIs
+        outcome.status = "dry_run"
+        scratch = f"; scratch PR #{outcome.proposal.pull.number} in a discarded clone" if outcome.proposal else ""
+        outcome.message = f"dry run ({options.dry_run}){scratch}" + (
+            f": {outcome.message}" if outcome.message and not outcome.message.startswith("dry run") else ""
+        )
     _record(ws, outcome, run_id, now)
     crash_point("pipeline:recorded")
     record_run_metrics(ws, outcome, run_id, now)
@@ -557,7 +565,8 @@ def _record(ws: Workspace, outcome: HorizonOutcome, run_id: str, now: datetime) 
     v = outcome.verdict
     pr = outcome.proposal
     status = outcome.status
-    if pr is not None:
+    dry_run = status == "dry_run"
+    if pr is not None and not dry_run:
         status = "snoozed" if pr.action == "snoozed" else "merged" if pr.merged else "proposed"
     record_optimization(
         ws.history_path,
@@ -569,12 +578,12 @@ def _record(ws: Workspace, outcome: HorizonOutcome, run_id: str, now: datetime) 
             performance_degradation_pct=trigger["performance"]["degradation_pct"] if trigger else None,
             drift_severity=str(trigger["drift"]["severity"]) if trigger else "NONE",
             days_since_last=trigger["time"]["days_since_last"] if trigger else None,
-            success=v is not None,
+            success=v is not None and not dry_run,
             status=status,
             old_config_hash=config_hash(outcome.current) if outcome.current else None,
             new_config_hash=config_hash(outcome.winner) if outcome.winner else None,
             verdict=v.decision if v else None,
-            pull_request=str(pr.pull.number) if pr else None,
+            pull_request=str(pr.pull.number) if pr and not dry_run else None,
             forced=bool(trigger and trigger.get("forced")),
             override_reason=v.override_reason if v else None,
             notes=outcome.message or None,

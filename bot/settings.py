@@ -163,6 +163,7 @@ _CHOICES = {
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DRY_RUN_LEVELS = ("plan", "local", "full")  # `chronops run --dry-run LEVEL`
 
 
 def log_level(env: Mapping[str, str] | None = None) -> str:

@@ -45,6 +45,17 @@ def test_bolt_interval_is_extrapolated_with_a_normal_shape() -> None:
     np.testing.assert_allclose(hi, [100 + 20 * Z975 / Z90])
 
 
+def test_crossing_quantiles_are_rearranged_so_the_interval_is_ordered() -> None:
+    # an untrained quantile head: 0.1 above 0.9 at step 1, median outside at step 2
+    f = Forecast.from_quantiles((0.1, 0.5, 0.9), np.array([[120.0, 95.0], [100.0, 130.0], [90.0, 105.0]]))
+    assert f.quantiles is not None
+    np.testing.assert_allclose(f.quantiles, [[90.0, 95.0], [100.0, 105.0], [120.0, 130.0]])
+    lo, hi = f.interval95()
+    assert (lo <= f.median()).all() and (f.median() <= hi).all()
+    with pytest.raises(ValueError, match="increasing"):
+        Forecast.from_quantiles((0.9, 0.5, 0.1), np.zeros((3, 1)))
+
+
 def test_chronos2_interval_is_interpolated() -> None:
     levels = (0.01, 0.05, 0.5, 0.95, 0.99)
     f = Forecast.from_quantiles(levels, np.array([[80.0], [90.0], [100.0], [110.0], [130.0]]))

@@ -34,7 +34,7 @@ def read_series_file(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: is a directory, expected a date,value CSV or parquet file")
     try:
         if path.suffix.lower() in {".parquet", ".pq"}:
-            return pq.read_table(path).to_pandas()
+            return pq.read_table(path, use_threads=False).to_pandas(use_threads=False)
         if path.stat().st_size == 0:
             raise DataError(f"{path}: empty file (expected a 'date,value' header and rows)")
         return pd.read_csv(path, dtype=str, skip_blank_lines=True, encoding="utf-8")

@@ -59,9 +59,11 @@ def read_table(path: Path, *, columns: list[str] | None = None) -> pd.DataFrame:
         return pd.DataFrame(columns=columns or [])
     try:
         # one open file: a path would be reopened for the pages, and a writer's os.replace in between
-        # pairs the old footer with the new file's pages (a torn read of a file never torn on disk)
+        # pairs the old footer with the new file's pages (a torn read of a file never torn on disk).
+        # No reader threads: our tables are small, and Arrow's pool torn down at exit can abort the
+        # process ("terminate called without an active exception", apache/arrow#34314).
         with open(path, "rb") as fh:
-            frame = pq.read_table(fh).to_pandas()
+            frame = pq.read_table(fh, use_threads=False).to_pandas(use_threads=False)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: not a readable parquet file ({_first_line(exc)})") from None
     if columns:
@@ -86,7 +88,7 @@ def check_table(path: Path, columns: list[str]) -> None:
 
 
 def write_table(path: Path, frame: pd.DataFrame) -> None:
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False, nthreads=1)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     atomic_write_bytes(path, sink.getvalue().to_pybytes())

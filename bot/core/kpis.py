@@ -37,7 +37,7 @@ import pandas as pd
 APPROVED = ("approved", "initial_approved")
 JUDGED = ("approved", "rejected", "approved_override", "initial_approved", "initial_rejected")
 REJECTED = ("rejected", "initial_rejected")
-NOT_RUNS = ("rolled_back", "rollback_proposed", "deployed", "deploy_failed", "deploy_refused")
+NOT_RUNS = ("rolled_back", "rollback_proposed", "deployed", "deploy_failed", "deploy_refused", "dry_run")
 RUN_COLUMNS = [
     "run_id", "horizon", "at", "triggered", "triggered_by", "trigger_reasons", "forced",
     "drift_detected", "drift_onset", "status", "verdict", "override", "pull_request", "merged_by",

@@ -43,7 +43,12 @@ class Forecast:
             raise ValueError(f"quantiles must be (n_levels={len(levels)}, h), got {arr.shape}")
         if 0.5 not in levels:
             raise ValueError("quantile levels must include the median 0.5")
-        return cls(levels=tuple(levels), quantiles=arr)
+        if list(levels) != sorted(levels):
+            raise ValueError(f"quantile levels must be increasing, got {levels}")
+        # Quantile heads can cross (a 0.1 above a 0.9, seen with untrained weights); sorting each
+        # step's values is the monotone rearrangement, which never moves a quantile further from
+        # the truth in any quantile loss (Chernozhukov, Fernandez-Val & Galichon 2010).
+        return cls(levels=tuple(levels), quantiles=np.sort(arr, axis=0))
 
     @property
     def horizon(self) -> int:
