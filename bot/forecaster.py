@@ -36,6 +36,7 @@ from bot.adapters.configs import read_config
 from bot.adapters.forecast_log import FORECAST_COLUMNS, append_forecasts, read_forecast_log
 from bot.adapters.store import file_lock
 from bot.adapters.tiny import is_random_weight_model
+from bot.core.calendar import banking_days_after
 from bot.core.config import HORIZONS, HorizonConfig, config_hash
 from bot.core.metrics import Forecast
 from bot.errors import ChronopsError
@@ -57,12 +58,9 @@ def santiago_today(now: datetime) -> date:
 
 
 def target_dates(last_observation: pd.Timestamp, steps: int) -> pd.DatetimeIndex:
-    """The next `steps` business days (Mon–Fri) after the last observation.
-
-    Chilean bank holidays are not skipped: a target that falls on one simply never gets an actual.
-    """
-    start = pd.Timestamp(last_observation).normalize() + pd.offsets.BDay(1)
-    return pd.bdate_range(start, periods=steps)
+    """The next `steps` Chilean banking days after the last observation (weekends, public holidays
+    and the Dec 31 bank holiday skipped: `bot.core.calendar`), one per forecast step."""
+    return pd.DatetimeIndex(banking_days_after(pd.Timestamp(last_observation).date(), steps))
 
 
 def live_config_path(ws: Workspace, horizon: str, live_dir: Path | None) -> Path:

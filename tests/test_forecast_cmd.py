@@ -53,14 +53,18 @@ def ws(tmp_path: Path, tiny_t5: Path, tiny_bolt: Path) -> Path:
     return root
 
 
-def test_target_dates_are_the_next_business_days() -> None:
+def test_target_dates_are_the_next_chilean_banking_days() -> None:
     friday = pd.Timestamp("2024-12-20")
+    # Christmas (a Wednesday) is skipped: the 3rd observation after Friday is published on the 26th
     assert [d.date() for d in target_dates(friday, 3)] == [
         date(2024, 12, 23),
         date(2024, 12, 24),
-        date(2024, 12, 25),
+        date(2024, 12, 26),
     ]
     assert target_dates(pd.Timestamp("2024-12-21"), 1)[0] == pd.Timestamp("2024-12-23")  # a Saturday obs
+    # Sept 18-19 (Fiestas Patrias) and the Dec 31 bank holiday
+    assert target_dates(pd.Timestamp("2025-09-17"), 1)[0] == pd.Timestamp("2025-09-22")
+    assert [d.date() for d in target_dates(pd.Timestamp("2025-12-30"), 2)] == [date(2026, 1, 2), date(2026, 1, 5)]
     # the issue date is the calendar day in Chile: 02:00 UTC on Jan 1 is still Dec 31 there
     assert santiago_today(datetime(2025, 1, 1, 2, 0, tzinfo=UTC)) == date(2024, 12, 31)
 
@@ -75,8 +79,10 @@ def test_cli_forecast_appends_once_per_issue_date(ws: Path, tiny_t5: Path) -> No
     assert set(log["config_hash"]) == {config_hash(cfg)} and set(log["horizon"]) == {"7d"}
     assert set(log["issue_date"]) == {pd.Timestamp("2024-06-12")}
     # as of Wednesday 06-12 the value dated Thursday 06-13 is already published (it is fixed from
-    # Wednesday's trades), so the path starts on Friday 06-14
-    assert list(log["target_date"]) == list(pd.bdate_range("2024-06-14", periods=5))
+    # Wednesday's trades), so the path starts on Friday 06-14; Thursday 06-20 (Día de los Pueblos
+    # Indígenas) is a holiday with no observado
+    expected = ["2024-06-14", "2024-06-17", "2024-06-18", "2024-06-19", "2024-06-21"]
+    assert list(log["target_date"]) == [pd.Timestamp(d) for d in expected]
     assert (log["lo95"] <= log["point"]).all() and (log["point"] <= log["hi95"]).all()
     assert set(log["model_id"]) == {str(tiny_t5)}
 
