@@ -264,6 +264,25 @@ def test_dm_hand_computed() -> None:
     assert test.mean_gain == pytest.approx(2.5) and test.n_origins == 4
 
 
+def test_detectable_gain_is_the_80_percent_power_gain_at_the_observed_noise() -> None:
+    # d = +1, -1 alternating over 8 origins: sample sd sqrt(8/7), se = sd / sqrt(8) = 1/sqrt(7)
+    current = [100.0] * 8
+    candidate = [100.0 - (1.0 if i % 2 == 0 else -1.0) for i in range(8)]
+    test = paired_noise_test(losses(current), losses(candidate), lag=0, alpha=0.05)
+    delta = (stats.t.ppf(0.95, 7) + stats.t.ppf(0.80, 7)) / math.sqrt(7)  # a mean MSE gain, CLP^2
+    assert test.detectable_rmse_gain_pct == pytest.approx(100.0 * (1.0 - math.sqrt(1.0 - delta / 100.0)))
+    # a stricter level needs a larger gain; the verdict carries the figure and serialises it
+    strict = paired_noise_test(losses(current), losses(candidate), lag=0, alpha=0.01)
+    assert strict.detectable_rmse_gain_pct is not None and test.detectable_rmse_gain_pct is not None
+    assert strict.detectable_rmse_gain_pct > test.detectable_rmse_gain_pct
+    verdict = evaluate_gate(
+        current=scores(), candidate=scores(), naive_rmse=20.0, current_losses=losses(current),
+        candidate_losses=losses(candidate), prediction_length=5, settings=ApprovalSettings(),
+    )  # fmt: skip
+    assert verdict.detectable_rmse_gain_pct == pytest.approx(test.detectable_rmse_gain_pct)
+    assert Verdict.from_dict(json.loads(json.dumps(verdict.to_dict()))) == verdict
+
+
 def test_dm_at_lag_zero_equals_the_one_sided_paired_t_test() -> None:
     rng = np.random.default_rng(7)
     cur = pd.Series(rng.gamma(2.0, 5.0, 24), index=pd.date_range("2024-01-01", periods=24, freq="7D"))

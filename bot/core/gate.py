@@ -97,6 +97,8 @@ class Verdict:
     initial_deployment: bool
     override_reason: str | None
     headline: str
+    # smallest RMSE gain (%) the test would confirm 4 times in 5 at this noise; None when untestable
+    detectable_rmse_gain_pct: float | None = None
 
     def criterion(self, name: str) -> Criterion:
         for crit in self.criteria:
@@ -120,6 +122,7 @@ class Verdict:
             "initial_deployment": self.initial_deployment,
             "override_reason": self.override_reason,
             "headline": self.headline,
+            "detectable_rmse_gain_pct": self.detectable_rmse_gain_pct,
         }
 
     @classmethod
@@ -141,6 +144,7 @@ class Verdict:
             initial_deployment=bool(raw["initial_deployment"]),
             override_reason=None if raw["override_reason"] is None else str(raw["override_reason"]),
             headline=str(raw["headline"]),
+            detectable_rmse_gain_pct=_opt_float(raw.get("detectable_rmse_gain_pct")),  # absent before v0.2
         )
 
 
@@ -175,6 +179,8 @@ class NoiseTest:
     lag: int  # Newey-West lag
     mean_gain: float | None  # mean of current loss - candidate loss (> 0: candidate better)
     detail: str
+    # RMSE gain (%) this comparison would confirm with 80% probability, at the observed noise
+    detectable_rmse_gain_pct: float | None = None
 
 
 def overlap_lag(prediction_length: int, origin_step: int) -> int:
@@ -191,7 +197,12 @@ def overlap_lag(prediction_length: int, origin_step: int) -> int:
     return max(0, math.ceil(prediction_length / origin_step) - 1)
 
 
-def paired_noise_test(current_losses: pd.Series, candidate_losses: pd.Series, *, lag: int) -> NoiseTest:
+DETECTION_POWER = 0.80
+
+
+def paired_noise_test(
+    current_losses: pd.Series, candidate_losses: pd.Series, *, lag: int, alpha: float = 0.05
+) -> NoiseTest:
     """Diebold-Mariano on d_t = current_t - candidate_t, H0: E[d] <= 0, H1: E[d] > 0.
 
     The series are aligned on their index (origin timestamps); origins present in only one, or
@@ -199,7 +210,12 @@ def paired_noise_test(current_losses: pd.Series, candidate_losses: pd.Series, *,
     (Bartlett weights 1 - k/(lag+1), which keep it non-negative), the statistic gets the
     Harvey-Leybourne-Newbold small-sample factor sqrt((T + 1 - 2h + h(h-1)/T) / T) with
     h = lag + 1, and is referred to Student-t with T-1 df. At lag 0 this equals the one-sided
-    paired t-test. HLN derived the factor for DM's rectangular weights; with Bartlett weights it
+    paired t-test.
+
+    Detectable gain: with the same standard error, a true mean loss gain of
+    (t_{1-alpha} + t_{0.80}) x se would be confirmed at level `alpha` 4 times in 5; expressed as
+    the RMSE gain it means against the current config's mean loss (per-origin losses are mean
+    squared errors), it tells a reviewer how large a gain these origins can tell from noise. HLN derived the factor for DM's rectangular weights; with Bartlett weights it
     is the usual approximation. Fewer than 3 origins, lag >= T - 1 or zero variance give p = 1.0
     with a detail.
     """
@@ -233,7 +249,13 @@ def paired_noise_test(current_losses: pd.Series, candidate_losses: pd.Series, *,
     statistic = mean_gain / math.sqrt(lrv / n) * math.sqrt(hln)
     p_value = float(stats.t.sf(statistic, df=n - 1))
     detail = f"Diebold-Mariano (HLN, t{n - 1}) statistic {statistic:.2f} over {n} origins, lag {lag}{note}"
-    return NoiseTest(p_value, statistic, n, lag, mean_gain, detail)
+    se = math.sqrt(lrv / n / hln)
+    detectable = (stats.t.ppf(1.0 - alpha, n - 1) + stats.t.ppf(DETECTION_POWER, n - 1)) * se
+    current_loss = float(np.mean(both[keep, 0]))
+    gain_pct = None
+    if current_loss > 0:
+        gain_pct = 100.0 * (1.0 - math.sqrt(max(0.0, 1.0 - detectable / current_loss)))
+    return NoiseTest(p_value, statistic, n, lag, mean_gain, detail, gain_pct)
 
 
 def newey_west_variance(d: np.ndarray, lag: int) -> float:
@@ -271,12 +293,14 @@ def evaluate_gate(
     lag = overlap_lag(prediction_length, origin_step if origin_step is not None else prediction_length)
     if current is None:
         criteria = _initial_criteria(candidate, naive_rmse, settings)
-        rmse_pct = mape_pct = noise = None
+        rmse_pct = mape_pct = noise = detectable = None
     else:
         rmse_pct = _improvement(current.rmse, candidate.rmse)
         mape_pct = _improvement(current.mape, candidate.mape)
-        test = _run_test(current_losses, candidate_losses, lag)
+        alpha = settings.max_noise_probability if 0.0 < settings.max_noise_probability < 1.0 else 0.05
+        test = _run_test(current_losses, candidate_losses, lag, alpha)
         noise = None if test is None else test.p_value
+        detectable = None if test is None else test.detectable_rmse_gain_pct
         criteria = _comparison_criteria(current, candidate, rmse_pct, mape_pct, test, settings)
     failed = [c for c in criteria if not c.passed]
     initial = current is None
@@ -301,11 +325,12 @@ def evaluate_gate(
         initial_deployment=initial,
         override_reason=force_reason,
         headline=headline,
+        detectable_rmse_gain_pct=detectable,
     )
 
 
-def _run_test(current: pd.Series | None, candidate: pd.Series, lag: int) -> NoiseTest | None:
-    return None if current is None else paired_noise_test(current, candidate, lag=lag)
+def _run_test(current: pd.Series | None, candidate: pd.Series, lag: int, alpha: float) -> NoiseTest | None:
+    return None if current is None else paired_noise_test(current, candidate, lag=lag, alpha=alpha)
 
 
 def _improvement(old: float, new: float) -> float | None:
