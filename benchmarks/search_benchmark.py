@@ -15,8 +15,8 @@ Each variant runs in its own subprocess so peak RSS (ru_maxrss) is measured per 
           (the default);
 - halving: the engine with successive halving, empty cache;
 - warm:   the engine with the cache left by `cold`, after 5 new observations were appended.
-All at the same tuning origins. Monte-Carlo noise: the winner's tuning RMSE redrawn with 3 other
-seeds (std), to judge whether two winners differ by more than sampling luck.
+All at the same tuning origins. Monte-Carlo noise: the engine's and the naive loop's winners rescored
+with 10 other seeds (`mc_noise`), to judge whether two winners differ by more than sampling luck.
 Also: the Bolt-tiny grid for all four horizons (24 tuning + 24 validation origins each).
 """
 
@@ -151,8 +151,18 @@ def run_variant(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def mc_noise(model: str, horizon: str, key: str, n_origins: int) -> float:
-    """Std of the tuning RMSE of one config over 3 seeds (sampling noise of the metric itself)."""
+MC_SEEDS = tuple(range(101, 111))
+
+
+def mc_noise(model: str, horizon: str, engine_key: str, naive_key: str, n_origins: int) -> dict[str, float]:
+    """Monte-Carlo noise of the tuning RMSE: the engine winner and the naive loop's winner rescored
+    with 10 other seeds (same origins; both configs share each seed's draws).
+
+    `std` is the seed-to-seed std of the engine winner's RMSE (the noise of the metric itself);
+    `gap` is the mean over seeds of RMSE(engine winner) - RMSE(naive winner), with its standard
+    error: a gap within about two standard errors means the two picks are equally good as far as
+    the metric can tell.
+    """
     from bot.adapters.chronos import load_model
     from bot.core.config import config_hash
     from bot.engine import Engine
@@ -160,16 +170,25 @@ def mc_noise(model: str, horizon: str, key: str, n_origins: int) -> float:
     series, _ = load_series(5)
     values = series["value"].to_numpy()
     configs = {config_hash(c): c for c in candidates(horizon, model)}
-    cfg = configs[key]
     origins = origins_for(
         len(values), horizon, n_origins, max(c.effective_context_length for c in configs.values())
     )
     m = load_model(model)
-    out = []
-    for seed in (101, 202, 303):
-        ev = Engine(m, series["date"], values, seed=seed, sample_chunk=50).evaluate([cfg], origins)
-        out.append(rmse_of(ev[key].steps))
-    return float(np.std(out, ddof=1))
+    engine_rmse, naive_rmse = [], []
+    for seed in MC_SEEDS:
+        pair = [configs[engine_key], configs[naive_key]]
+        ev = Engine(m, series["date"], values, seed=seed, sample_chunk=25).evaluate(pair, origins)
+        engine_rmse.append(rmse_of(ev[engine_key].steps))
+        naive_rmse.append(rmse_of(ev[naive_key].steps))
+    gaps = np.array(engine_rmse) - np.array(naive_rmse)
+    return {
+        "seeds": len(MC_SEEDS),
+        "std": round(float(np.std(engine_rmse, ddof=1)), 2),
+        "engine_winner_mean": round(float(np.mean(engine_rmse)), 2),
+        "naive_winner_mean": round(float(np.mean(naive_rmse)), 2),
+        "gap": round(float(gaps.mean()), 2),
+        "gap_se": round(float(gaps.std(ddof=1) / np.sqrt(len(gaps))), 2),
+    }
 
 
 def bolt_grid(model: str) -> dict[str, float]:
@@ -284,9 +303,8 @@ def main() -> None:
         entry["speedup_halving_vs_naive"] = ratio("naive", "halving")
         entry["speedup_warm_vs_cold"] = ratio("cold", "warm")
         if "cold" in got:
-            entry["mc_noise_rmse_std"] = round(
-                mc_noise(t5, h, str(got["cold"]["winner_key"]), args.origins), 4
-            )
+            naive_key = str(got["naive"]["winner_key"]) if "naive" in got else str(got["cold"]["winner_key"])
+            entry["mc_noise"] = mc_noise(t5, h, str(got["cold"]["winner_key"]), naive_key, args.origins)
             if "naive" in scores:
                 entry["naive_rmse_of_engine_winner"] = round(
                     scores["naive"][str(got["cold"]["winner_key"])], 4
@@ -318,9 +336,14 @@ def main() -> None:
             print(
                 f"{h}: cold {e['speedup_cold_vs_naive']}x faster than naive (stock sampler: "
                 f"{e['speedup_cold_stock_vs_naive']}x), halving {e['speedup_halving_vs_naive']}x, "
-                f"warm {e['speedup_warm_vs_cold']}x faster than cold; MC noise (std of tuning RMSE over 3 seeds) "
-                f"{e.get('mc_noise_rmse_std')}"
+                f"warm {e['speedup_warm_vs_cold']}x faster than cold"
             )
+            mc = e.get("mc_noise")
+            if mc:
+                print(
+                    f"  MC noise over {mc['seeds']} seeds: std of the engine winner's tuning RMSE {mc['std']}; "
+                    f"engine winner - naive winner {mc['gap']:+} (se {mc['gap_se']})"
+                )
         print(f"Bolt-tiny grid, all four horizons (24+24 origins): {report['bolt_tiny_grid_seconds']}")
     print(json.dumps(report))
 

@@ -142,6 +142,20 @@ class T5Sampler:
                     context_tensor = torch.cat([context_tensor, prediction.median(dim=1).values], dim=-1)
         return torch.cat(pieces, dim=-1)[0].to(dtype=torch.float32, device="cpu")
 
+    def _encode(self, token_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[Any, Any]:
+        """The context's encoder output and each decoder layer's cross-attention keys/values (batch 1)."""
+        from transformers.cache_utils import DynamicCache
+        from transformers.modeling_outputs import BaseModelOutput
+
+        encoded = self.t5.encoder(input_ids=token_ids, attention_mask=attention_mask).last_hidden_state
+        cross = DynamicCache()
+        for i, block in enumerate(self.t5.decoder.block):
+            att = block.layer[1].EncDecAttention
+            shape = (1, -1, att.n_heads, att.key_value_proj_dim)
+            keys = att.k(encoded).view(shape).transpose(1, 2)
+            cross.update(keys, att.v(encoded).view(shape).transpose(1, 2), i)
+        return BaseModelOutput(last_hidden_state=encoded), cross
+
     def _decode(
         self,
         token_ids: torch.Tensor,
@@ -154,18 +168,7 @@ class T5Sampler:
         generators: list[torch.Generator],
         stream_size: int,
     ) -> torch.Tensor:
-        from transformers.cache_utils import DynamicCache
-        from transformers.modeling_outputs import BaseModelOutput
-
-        encoded = self.t5.encoder(input_ids=token_ids, attention_mask=attention_mask).last_hidden_state
-        cross = DynamicCache()
-        for i, block in enumerate(self.t5.decoder.block):
-            att = block.layer[1].EncDecAttention
-            shape = (1, -1, att.n_heads, att.key_value_proj_dim)
-            cross.update(
-                att.k(encoded).view(shape).transpose(1, 2), att.v(encoded).view(shape).transpose(1, 2), i
-            )
-        encoder_outputs = BaseModelOutput(last_hidden_state=encoded)
+        encoder_outputs, cross = self._encode(token_ids, attention_mask)
         rows_per_pass = max(stream_size, MAX_ROWS_PER_PASS // stream_size * stream_size)
         out: list[torch.Tensor] = []
         for first in range(0, num_samples, rows_per_pass):
@@ -227,23 +230,14 @@ class T5Sampler:
             finally:
                 self.t5.set_attn_implementation(ATTENTION_NAME)
             from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-            from transformers.modeling_outputs import BaseModelOutput
 
-            encoded = self.t5.encoder(input_ids=token_ids, attention_mask=attention_mask).last_hidden_state
-            cross = DynamicCache()
-            for i, block in enumerate(self.t5.decoder.block):
-                att = block.layer[1].EncDecAttention
-                shape = (1, -1, att.n_heads, att.key_value_proj_dim)
-                cross.update(
-                    att.k(encoded).view(shape).transpose(1, 2), att.v(encoded).view(shape).transpose(1, 2), i
-                )
+            encoder_outputs, cross = self._encode(token_ids, attention_mask)
             cache = EncoderDecoderCache(DynamicCache(), cross)
             mine = []
             for step in range(decoder_ids.shape[1]):
                 logits = self.t5(
-                    decoder_input_ids=decoder_ids[:, step : step + 1],
-                    encoder_outputs=BaseModelOutput(last_hidden_state=encoded), attention_mask=attention_mask,
-                    use_cache=True, **{self._cache_kwarg: cache},
+                    decoder_input_ids=decoder_ids[:, step : step + 1], encoder_outputs=encoder_outputs,
+                    attention_mask=attention_mask, use_cache=True, **{self._cache_kwarg: cache},
                 ).logits  # fmt: skip
                 mine.append(logits[:, -1, :])
         diff = float((torch.stack(mine, dim=1) - stock).abs().max())
