@@ -219,7 +219,7 @@ def describe(o: HorizonOutcome) -> str:
             )
         if len(o.ranking) > 10:
             lines.append(f"  ... {len(o.ranking) - 10} more in the JSON report")
-    if o.proposal:
+    if o.proposal and o.status != "dry_run":  # a local dry run's PR lives in a discarded clone
         p = o.proposal
         lines.append(
             f"  pull request #{p.pull.number} {p.action}{' and merged' if p.merged else ''}: {p.pull.title}"

@@ -39,7 +39,8 @@ def read_lock(path: Path) -> dict[str, object] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """A process with this PID exists on this host (one we may not signal counts as alive)."""
     if pid <= 0:
         return False
     try:
@@ -54,7 +55,7 @@ def _alive(pid: int) -> bool:
 def is_stale(doc: dict[str, object]) -> bool:
     """Held by a process on this host that no longer exists."""
     pid = doc.get("pid")
-    return doc.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid)
+    return doc.get("host") == socket.gethostname() and isinstance(pid, int) and not pid_alive(pid)
 
 
 def describe(doc: dict[str, object]) -> str:

@@ -65,6 +65,11 @@ class RunOptions:
     command: str = ""
     stage: str | None = None  # None = the whole run; "search" = stop after reports (see bot.stages)
 
+    @property
+    def preview(self) -> bool:
+        """plan and local dry runs reach no forge (`full` opens a real pull request, unmerged)."""
+        return self.dry_run in ("plan", "local")
+
 
 @dataclass
 class HorizonOutcome:
@@ -238,7 +243,7 @@ def run_horizon(
         skipped = HorizonOutcome(
             horizon, "skipped", decision=decision, current=live, message="no trigger fired"
         )
-        if options.stage != "search" and options.dry_run is None:
+        if options.stage != "search" and not options.preview:
             record_run_metrics(ws, skipped, run_id, now)
         return skipped
     if options.dry_run is None and options.stage != "search":
@@ -340,14 +345,14 @@ def finish_horizon(
         outcome.proposal = _propose(ws, forge, outcome, body, options)
         crash_point("pipeline:proposed")
     mark_step("record")
-    if options.dry_run is not None:
+    if options.preview:
         # kept for the audit trail, never counted as an optimization: a preview must not reset the
         # time trigger or move the KPIs
         outcome.status = "dry_run"
-        scratch = f"; scratch PR #{outcome.proposal.pull.number} in a discarded clone" if outcome.proposal else ""
-        outcome.message = f"dry run ({options.dry_run}){scratch}" + (
-            f": {outcome.message}" if outcome.message and not outcome.message.startswith("dry run") else ""
-        )
+        if outcome.proposal is not None:
+            outcome.message = (
+                f"dry run (local): scratch PR #{outcome.proposal.pull.number} in a discarded clone, pushed nowhere"
+            )
     _record(ws, outcome, run_id, now)
     crash_point("pipeline:recorded")
     record_run_metrics(ws, outcome, run_id, now)

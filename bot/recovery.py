@@ -30,6 +30,7 @@ import pandas as pd
 
 from bot.adapters.store import atomic_write_text
 from bot.history import HistoryRecord, read_history, record_optimization
+from bot.lock import pid_alive
 from bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -77,16 +78,6 @@ def end(path: Path) -> None:
         _current = None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _writer_busy(target: Path) -> bool:
     """Someone holds `<target>.lock` right now: a locked writer (an append, the cache, the pull-request
     records) is between its temp file and the rename, maybe in another container sharing data/,
@@ -120,7 +111,7 @@ def sweep_temp_files(roots: list[Path], *, now: float | None = None) -> list[Pat
             try:
                 if match:
                     pid = int(match.group("pid"))
-                    if pid == os.getpid() or _alive(pid) or _writer_busy(path.with_name(match["target"])):
+                    if pid == os.getpid() or pid_alive(pid) or _writer_busy(path.with_name(match["target"])):
                         continue
                 elif now - path.stat().st_mtime < UNTAGGED_TEMP_AGE_SECONDS:
                     continue

@@ -36,6 +36,45 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "error")
 
 
+# The smallest search with a winner and a gate: one 7d config, 2 tuning + 2 validation origins.
+TINY_SEARCH_SETTINGS = """\
+[search]
+num_samples = [10]
+temperature = [1.0]
+tuning_origins = 2
+validation_origins = 2
+sample_chunk = 10
+
+[search.context_length]
+"7d" = [90]
+"""
+
+
+def tiny_workspace(ws: Path, model: Path) -> Path:
+    """`ws` scaffolded for `model` with TINY_SEARCH_SETTINGS and the synthetic series ingested."""
+    from bot.demo import synthetic_series
+    from bot.scaffold import scaffold
+
+    scaffold(ws, model_id=str(model))
+    (ws / "chronops.toml").write_text(TINY_SEARCH_SETTINGS)
+    csv = ws.parent / f"{ws.name}-series.csv"
+    synthetic_series(end="2025-12-31").to_csv(csv, index=False)
+    assert run_cli("ingest", "--source", "csv", str(csv), "-w", str(ws)).code == 0
+    return ws
+
+
+def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """terminate, wait up to 15 s, then kill: a server a test started never outlives it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 @dataclass
 class CliResult:
     code: int

@@ -18,21 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bot.demo import synthetic_series
-from bot.scaffold import scaffold
-from tests.conftest import CliResult, assert_one_line_error, run_cli
+from tests.conftest import TINY_SEARCH_SETTINGS, CliResult, assert_one_line_error, run_cli, tiny_workspace
 
-SETTINGS = """\
-[search]
-num_samples = [10]
-temperature = [1.0]
-tuning_origins = 2
-validation_origins = 2
-sample_chunk = 10
-
-[search.context_length]
-"7d" = [90]
-"""
 GARBAGE = bytes(range(256)) * 8 + b"\x00PAR1 not really"
 PLAN = ("run", "--horizon", "7d", "--dry-run", "plan")
 CHECK = ("check", "--all")
@@ -46,12 +33,7 @@ VALIDATE_RUN = ("validate", "--run", "{run_id}")
 @pytest.fixture(scope="module")
 def good(tmp_path_factory: pytest.TempPathFactory, tiny_t5: Path) -> Path:
     """A workspace after one dry run: series, history, metrics, cache, a forecast log and a run dir."""
-    ws = tmp_path_factory.mktemp("bad-inputs") / "ws"
-    scaffold(ws, model_id=str(tiny_t5))
-    (ws / "chronops.toml").write_text(SETTINGS)
-    csv = ws.parent / "series.csv"
-    synthetic_series(end="2025-12-31").to_csv(csv, index=False)
-    assert run_cli("ingest", "--source", "csv", str(csv), "-w", str(ws)).code == 0
+    ws = tiny_workspace(tmp_path_factory.mktemp("bad-inputs") / "ws", tiny_t5)
     first = run_cli(*PLAN, "--force", "-w", str(ws), timeout=300)
     assert first.code == 0, first.stderr
     return ws
@@ -161,9 +143,9 @@ BAD = [
     Bad("config-binary", write(CONFIG, GARBAGE), (VALIDATE, PLAN), ("7d.json", "UTF-8")),
     Bad("config-truncated", write(CONFIG, truncate), (VALIDATE, PLAN), ("7d.json", "JSON")),
     # settings
-    Bad("settings-unknown-key", write(TOML, SETTINGS + "\n[data]\nlok_timeout_seconds = 3\n"), (PLAN, STATUS, HISTORY, CHECK),
+    Bad("settings-unknown-key", write(TOML, TINY_SEARCH_SETTINGS + "\n[data]\nlok_timeout_seconds = 3\n"), (PLAN, STATUS, HISTORY, CHECK),
         ("chronops.toml", "lok_timeout_seconds")),
-    Bad("settings-wrong-type", write(TOML, SETTINGS.replace("tuning_origins = 2", 'tuning_origins = "two"')), (PLAN, STATUS),
+    Bad("settings-wrong-type", write(TOML, TINY_SEARCH_SETTINGS.replace("tuning_origins = 2", 'tuning_origins = "two"')), (PLAN, STATUS),
         ("chronops.toml", "tuning_origins")),
     Bad("settings-invalid-toml", write(TOML, "[search\nnum_samples = [10\n"), (PLAN, STATUS), ("chronops.toml", "TOML")),
     Bad("settings-binary", write(TOML, GARBAGE), (PLAN, STATUS), ("chronops.toml",)),

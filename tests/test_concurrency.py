@@ -16,36 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import synthetic_series
 from bot.history import read_history
 from bot.metrics_store import read_metrics
 from bot.scaffold import scaffold
-from tests.conftest import REPO_ROOT, assert_one_line_error, run_cli
+from tests.conftest import REPO_ROOT, TINY_SEARCH_SETTINGS, assert_one_line_error, run_cli, tiny_workspace
 
-SETTINGS = """\
-[search]
-num_samples = [10]
-temperature = [1.0]
-tuning_origins = 2
-validation_origins = 2
-sample_chunk = 10
-
-[search.context_length]
-"7d" = [90]
-"""
 PLAN = ("run", "--horizon", "7d", "--force", "--dry-run", "plan")
 LOCKED = re.compile(r"locked by PID (\d+) on (\S+) since (\S+)")
 
 
 @pytest.fixture
 def workspace(tmp_path: Path, tiny_t5: Path) -> Path:
-    ws = tmp_path / "ws"
-    scaffold(ws, model_id=str(tiny_t5))
-    (ws / "chronops.toml").write_text(SETTINGS)
-    csv = tmp_path / "series.csv"
-    synthetic_series(end="2025-12-31").to_csv(csv, index=False)
-    assert run_cli("ingest", "--source", "csv", str(csv), "-w", str(ws)).code == 0
-    return ws
+    return tiny_workspace(tmp_path / "ws", tiny_t5)
 
 
 def start_cli(*args: str) -> subprocess.Popen[str]:
@@ -109,7 +91,7 @@ def test_second_run_waits_for_the_lock_when_told_to(
     workspace: Path, frozen_run: subprocess.Popen[str]
 ) -> None:
     settings = workspace / "chronops.toml"
-    settings.write_text(SETTINGS + "\n[data]\nlock_timeout_seconds = 240\n")
+    settings.write_text(TINY_SEARCH_SETTINGS + "\n[data]\nlock_timeout_seconds = 240\n")
     second = start_cli(*PLAN, "-w", str(workspace))
     time.sleep(6)  # long enough to import and find the lock taken
     assert second.poll() is None, second.communicate()  # waiting, not failed

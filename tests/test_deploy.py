@@ -26,7 +26,7 @@ from bot.core.config import HorizonConfig, Provenance, config_hash, parse_config
 from bot.deploy import deploy_command, health_problems, install_files
 from bot.forge import LocalForge, Proposal
 from bot.history import read_history
-from tests.conftest import assert_one_line_error, git, run_cli
+from tests.conftest import assert_one_line_error, git, run_cli, stop_process
 from tests.test_forecaster import free_port, get_json, wait_for
 
 OLD = {
@@ -164,12 +164,7 @@ def test_success_path_with_the_real_forecaster(ws: Workspace, tmp_path: Path) ->
         again = run_cli("deploy", "-w", str(ws.root), timeout=60)
         assert again.code == 0 and "nothing to deploy" in again.stdout, again
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
 
 
 def test_failed_health_check_restores_and_reverts(ws: Workspace, stale_server: str) -> None:

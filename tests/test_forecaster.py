@@ -30,6 +30,7 @@ from bot.adapters.store import atomic_write_text, write_table
 from bot.core.config import config_hash, parse_config
 from bot.forecaster import ForecasterService
 from bot.workspace import Workspace
+from tests.conftest import run_cli, stop_process
 
 NOW = datetime(2024, 12, 30, 15, 0, tzinfo=UTC)
 
@@ -98,13 +99,7 @@ def server(ws: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[byt
         assert proc.poll() is None, log.read_text()
         yield base, proc, log
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc)
 
 
 def test_serve_reloads_without_failing_requests(
@@ -215,8 +210,6 @@ def test_service_keeps_old_slot_and_recovers(ws: Path, tiny_bolt: Path) -> None:
 
 
 def test_serve_once_forecasts_and_reports_missing_configs(ws: Path) -> None:
-    from tests.conftest import run_cli
-
     once = run_cli("serve", "--once", "-w", str(ws), timeout=120)  # all horizons; only 7d is live
     assert once.code == 1, once
     assert "7d: issue" in once.stdout and "appended to the forecast log" in once.stdout, once.stdout
