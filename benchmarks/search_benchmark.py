@@ -44,8 +44,8 @@ CHUNK = 0
 
 
 def load_series(drop_last: int) -> tuple[pd.DataFrame, str]:
+    from bot.commands.demo import synthetic_series
     from bot.core.series import validate_series
-    from bot.demo import synthetic_series
 
     if REAL.exists():
         raw, label = pd.read_csv(REAL, dtype=str), "real USD/CLP (../shared/data/usdclp_daily.csv)"
@@ -89,8 +89,8 @@ def run_variant(args: argparse.Namespace) -> dict[str, object]:
     from bot.adapters.chronos import load_model
     from bot.core.config import config_hash
     from bot.core.metrics import step_rows
-    from bot.engine import BacktestCache, Engine
-    from bot.searcher import run_search
+    from bot.flow.engine import BacktestCache, Engine
+    from bot.flow.search import run_search
 
     series, _ = load_series(0 if args.variant == "warm" else 5)
     values = series["value"].to_numpy()
@@ -165,7 +165,7 @@ def mc_noise(model: str, horizon: str, engine_key: str, naive_key: str, n_origin
     """
     from bot.adapters.chronos import load_model
     from bot.core.config import config_hash
-    from bot.engine import Engine
+    from bot.flow.engine import Engine
 
     series, _ = load_series(5)
     values = series["value"].to_numpy()
@@ -196,8 +196,8 @@ def bolt_grid(model: str) -> dict[str, float]:
     from bot.core.backtest import origin_step, walk_forward_origins
     from bot.core.config import Family, HorizonConfig
     from bot.core.search import build_plan
-    from bot.engine import Engine
-    from bot.searcher import run_search
+    from bot.flow.engine import Engine
+    from bot.flow.search import run_search
     from bot.settings import SearchSettings
 
     s = SearchSettings()

@@ -84,7 +84,7 @@ def init(
     ] = "amazon/chronos-t5-small",
 ) -> None:
     """Scaffold a workspace: four configs, chronops.toml with the seed's defaults, data/. Never overwrites."""
-    from bot.scaffold import scaffold
+    from bot.commands.init import scaffold
 
     created, kept = scaffold(directory, model_id=model_id)
     for path in created:
@@ -101,7 +101,7 @@ def demo(
 
     Uses a synthetic series and a random-weight tiny T5 model: forecasts are meaningless.
     """
-    from bot.demo import run_demo
+    from bot.commands.demo import run_demo
 
     with progress_bars() as progress:
         summary = run_demo(directory, progress=progress, say=out.print)
@@ -120,7 +120,7 @@ def ingest(
 ) -> None:
     """Validate a date,value series and store it as data/series.parquet (atomically; a rejected
     ingest leaves the existing store untouched)."""
-    from bot.ingest import ingest_series
+    from bot.flow.ingest import ingest_series
 
     report = ingest_series(workspace, source=source, path=path, url=url, start_year=start_year)
     for warning in report.warnings:
@@ -207,7 +207,7 @@ def run(
 
     In GitHub Actions the matrix splits it: `--stage search --out DIR` per horizon, then one
     `--stage propose --from DIR` job with write permissions."""
-    from bot.commands import run_command
+    from bot.commands.run import run_command
 
     with progress_bars() as progress:
         code = run_command(
@@ -230,7 +230,7 @@ def rollback(
     workspace: WorkspaceOpt = Path(),
 ) -> None:
     """Revert the last merged bot PR for a horizon with `git revert` (a new commit, no history rewrite)."""
-    from bot.commands import rollback_command
+    from bot.commands.run import rollback_command
 
     rollback_command(
         workspace, horizon=horizon, to=to, reason=reason, merge=merge, forge_kind=forge, say=out.print
@@ -251,7 +251,7 @@ def status(
     workspace: WorkspaceOpt = Path(),
 ) -> None:
     """What is live per horizon (since when, from which PR), the last run, the next scheduled run, KPIs."""
-    from bot.dashboard import status_command
+    from bot.render.dashboard import status_command
 
     status_command(workspace, at=at, as_json=json_, console=out)
 
@@ -259,7 +259,7 @@ def status(
 @app.command()
 def history(horizon: HorizonOpt = None, json_: JsonOpt = False, workspace: WorkspaceOpt = Path()) -> None:
     """Past optimizations (data/optimization_history.parquet)."""
-    from bot.history import read_history
+    from bot.adapters.history import read_history
     from bot.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -293,8 +293,8 @@ def check(
     import json
     from datetime import date
 
-    from bot.check import as_json, describe
-    from bot.check import check as run_check
+    from bot.commands.check import as_json, describe
+    from bot.commands.check import check as run_check
 
     when = None
     if as_of:
@@ -314,8 +314,8 @@ def check(
 def unlock(workspace: WorkspaceOpt = Path()) -> None:
     """Remove the workspace lock left by a run that died (a lock from a dead local process is
     recovered automatically; use this for one left by another host)."""
-    from bot.lock import describe
-    from bot.lock import unlock as remove_lock
+    from bot.adapters.lock import describe
+    from bot.adapters.lock import unlock as remove_lock
     from bot.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -331,7 +331,7 @@ def schedule_guard() -> None:
     scheduled runs late under load) instead of the current time."""
     from datetime import UTC, datetime
 
-    from bot.schedule import cron_slot, is_santiago_run_window
+    from bot.core.schedule import cron_slot, is_santiago_run_window
 
     now = datetime.now(UTC)
     cron = os.environ.get("CHRONOPS_SCHEDULE", "").strip()
@@ -367,7 +367,7 @@ def validate(
     """Re-run the gate on a stored run's per-origin results (no forecast is recomputed)."""
     import json
 
-    from bot.revalidate import revalidate, run_dirs, with_overrides
+    from bot.commands.validate import revalidate, run_dirs, with_overrides
     from bot.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -411,7 +411,7 @@ def dashboard(
     """Write the static HTML dashboard (self-contained: inline CSS and SVG, no external hosts)."""
     from datetime import UTC, datetime
 
-    from bot.dashboard import write_dashboard
+    from bot.render.dashboard import write_dashboard
     from bot.workspace import Workspace
 
     path = write_dashboard(Workspace.open(workspace), out_dir, datetime.now(UTC))
@@ -434,7 +434,7 @@ def watchdog(
     import json
     from datetime import UTC, datetime
 
-    from bot.watchdog import watchdog_command
+    from bot.flow.watchdog import watchdog_command
     from bot.workspace import Workspace
 
     code, health = watchdog_command(
@@ -465,7 +465,7 @@ def forecast(
     the same config appends nothing. Exit 1 when any horizon failed."""
     from datetime import date
 
-    from bot.forecaster import forecast_command
+    from bot.serve.forecaster import forecast_command
 
     try:
         issue = date.fromisoformat(as_of) if as_of else None
@@ -499,7 +499,7 @@ def serve(
     config when its file changes (no restart; a broken one keeps the old one serving and is reported
     in /healthz), refreshes the series and forecasts into data/forecasts.parquet once per interval.
     SIGTERM or Ctrl-C stops it cleanly (exit 0)."""
-    from bot.forecaster import serve_command
+    from bot.serve.forecaster import serve_command
 
     def say(line: str) -> None:
         out.print(line, markup=False, highlight=False)
@@ -531,7 +531,7 @@ def deploy(
     Exit codes: 0 deployed, or nothing to deploy; 1 refused before installing anything (a config
     outside the schema or the model allow-list) or another known error; 3 crash (log written);
     5 deploy failed (health mismatch, timeout or unreachable): previous configs restored."""
-    from bot.deploy import deploy_command
+    from bot.flow.deploy import deploy_command
 
     deploy_command(
         workspace, auto_revert=auto_revert, forge_kind=forge, health_check=not no_health_check,

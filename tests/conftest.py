@@ -52,8 +52,8 @@ sample_chunk = 10
 
 def tiny_workspace(ws: Path, model: Path) -> Path:
     """`ws` scaffolded for `model` with TINY_SEARCH_SETTINGS and the synthetic series ingested."""
-    from bot.demo import synthetic_series
-    from bot.scaffold import scaffold
+    from bot.commands.demo import synthetic_series
+    from bot.commands.init import scaffold
 
     scaffold(ws, model_id=str(model))
     (ws / "chronops.toml").write_text(TINY_SEARCH_SETTINGS)

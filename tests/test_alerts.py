@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bot.alerts import ALERT_EVENTS, notify, read_alerts, summary_line
+from bot.flow.alerts import ALERT_EVENTS, notify, read_alerts, summary_line
 from bot.settings import AlertSettings, Settings
 from bot.workspace import Workspace
 
@@ -252,8 +252,8 @@ def test_summary_line_escapes_markdown() -> None:
 def test_run_alerts_from_a_pipeline_outcome(
     tmp_path: Path, smtp_server: tuple[Inbox, int], summary: Path
 ) -> None:
-    from bot.alerts import notify_outcome, triggered_context
-    from bot.pipeline import HorizonOutcome
+    from bot.flow.alerts import notify_outcome, triggered_context
+    from bot.flow.pipeline import HorizonOutcome
     from tests.test_metrics import decision, verdict
 
     inbox, port = smtp_server

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.history import read_history
-from bot.metrics_store import read_metrics
-from bot.scaffold import scaffold
+from bot.adapters.history import read_history
+from bot.commands.init import scaffold
+from bot.flow.records import read_metrics
 from tests.conftest import REPO_ROOT, TINY_SEARCH_SETTINGS, assert_one_line_error, run_cli, tiny_workspace
 
 PLAN = ("run", "--horizon", "7d", "--force", "--dry-run", "plan")
@@ -147,8 +147,8 @@ APPENDER = """
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from bot.history import HistoryRecord, record_optimization
-from bot.metrics_store import MetricsRecord, append_metrics
+from bot.adapters.history import HistoryRecord, record_optimization
+from bot.flow.records import MetricsRecord, append_metrics
 
 data, worker, count = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 for i in range(count):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.commands.init import default_config
 from bot.core.config import Family, HorizonConfig, config_hash, parse_config, render_config
 from bot.errors import ConfigError
-from bot.scaffold import default_config
 from tests.conftest import assert_one_line_error, run_cli
 
 T5 = {

@@ -27,16 +27,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from bot import recovery
 from bot.adapters.configs import read_config
+from bot.adapters.forges.base import LocalForge, Proposal
 from bot.adapters.git import GitRepo
+from bot.adapters.history import read_history
+from bot.commands.demo import build_workspace
 from bot.core.config import HORIZONS
-from bot.demo import build_workspace
 from bot.faults import crash_point, parse_target
-from bot.forge import LocalForge, Proposal
-from bot.history import read_history
-from bot.metrics_store import read_metrics
-from bot.recovery import sweep_temp_files
+from bot.flow import recovery
+from bot.flow.records import read_metrics
+from bot.flow.recovery import sweep_temp_files
 from bot.workspace import Workspace
 from tests.conftest import GIT_ENV, CliResult, git, run_cli
 from tests.github_stub import GitHubStub, running_stub
@@ -374,7 +374,7 @@ def test_recovery_records_a_leftover_marker_once(tmp_path: Path) -> None:
 
 
 def scaffold_only(tmp_path: Path) -> Path:
-    from bot.scaffold import scaffold
+    from bot.commands.init import scaffold
 
     scaffold(tmp_path / "ws", model_id="amazon/chronos-t5-small")
     return tmp_path / "ws"

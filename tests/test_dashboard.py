@@ -15,9 +15,13 @@ from unittest import mock
 
 import pytest
 
+from bot.adapters.forges.base import LocalForge, Proposal
 from bot.adapters.git import GitRepo
+from bot.adapters.history import HistoryRecord, record_optimization
+from bot.commands.init import default_config
 from bot.core.config import HORIZONS, render_config
-from bot.dashboard import (
+from bot.flow.records import MetricsRecord, append_metrics
+from bot.render.dashboard import (
     CHART_IDS,
     SECTIONS,
     Bars,
@@ -31,10 +35,6 @@ from bot.dashboard import (
     status_document,
     write_dashboard,
 )
-from bot.forge import LocalForge, Proposal
-from bot.history import HistoryRecord, record_optimization
-from bot.metrics_store import MetricsRecord, append_metrics
-from bot.scaffold import default_config
 from bot.settings import Settings
 from bot.workspace import Workspace
 from tests.conftest import GIT_ENV, REPO_ROOT, git, run_cli

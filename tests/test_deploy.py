@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
+from bot.adapters.forges.base import LocalForge, Proposal
 from bot.adapters.git import GitRepo
+from bot.adapters.history import read_history
 from bot.core.allowlist import allowlist_problem, normalize_model_ref
 from bot.core.config import HorizonConfig, Provenance, config_hash, parse_config, render_config
-from bot.deploy import deploy_command, health_problems, install_files
-from bot.forge import LocalForge, Proposal
-from bot.history import read_history
+from bot.flow.deploy import deploy_command, health_problems, install_files
 from tests.conftest import assert_one_line_error, git, run_cli, stop_process
 from tests.test_forecaster import free_port, get_json, wait_for
 
@@ -189,7 +189,7 @@ def test_failed_health_check_restores_and_reverts(ws: Workspace, stale_server: s
 
     hist = read_history(ws.root / "data" / "optimization_history.parquet")
     assert hist.iloc[-1]["status"] == "deploy_failed" and "revert #2 merged" in hist.iloc[-1]["notes"]
-    from bot.metrics_store import read_metrics
+    from bot.flow.records import read_metrics
 
     metrics = read_metrics(ws.root / "data" / "metrics.parquet")
     deploys = metrics[metrics["event"] == "deploy"]

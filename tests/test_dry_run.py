@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bot.history import get_last_optimization_date, read_history
+from bot.adapters.history import get_last_optimization_date, read_history
 from tests.conftest import run_cli, tiny_workspace
 
 

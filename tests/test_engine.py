@@ -13,8 +13,8 @@ from bot.adapters.chronos import LoadedModel, load_model
 from bot.core.backtest import walk_forward_origins
 from bot.core.config import Family, HorizonConfig, config_hash
 from bot.core.search import build_plan
-from bot.engine import BacktestCache, Engine
 from bot.errors import DataError
+from bot.flow.engine import BacktestCache, Engine
 
 N = 400
 

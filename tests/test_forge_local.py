@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.adapters.forges.base import LocalForge, Proposal
 from bot.adapters.git import GitRepo
 from bot.errors import ForgeError
-from bot.forge import LocalForge, Proposal
 from tests.conftest import git
 
 

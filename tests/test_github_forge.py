@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.adapters.forges.base import LocalForge, Proposal, PullRecord
+from bot.adapters.forges.github import GitHubForge, RetryPolicy, TokenSource, git_auth_env
 from bot.adapters.git import GitRepo
 from bot.core.snooze import is_snoozed, snooze_until
 from bot.errors import ForgeError
-from bot.forge import LocalForge, Proposal, PullRecord
-from bot.github_forge import GitHubForge, RetryPolicy, TokenSource, git_auth_env
 from bot.secrets import redact
 from bot.settings import settings_from_dict
 from bot.workspace import Workspace

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bot.adapters.history import HistoryRecord
 from bot.core.kpis import (
     compute_kpis,
     drift_episodes,
@@ -16,8 +17,7 @@ from bot.core.kpis import (
     time_to_remediation,
     trigger_kinds,
 )
-from bot.history import HistoryRecord
-from bot.metrics_store import MetricsRecord, records_frame
+from bot.flow.records import MetricsRecord, records_frame
 
 
 def t(day: int, hour: int = 5, minute: int = 0, month: int = 1) -> datetime:

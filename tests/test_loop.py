@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bot.commands.init import scaffold
 from bot.core.config import HORIZONS
-from bot.scaffold import scaffold
 from tests.conftest import REAL_SERIES, git, run_cli
 
 SMALL_SEARCH = """

@@ -11,11 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bot.adapters.forges.base import ProposalResult, PullRecord
+from bot.commands.init import default_config
 from bot.core.config import config_hash
 from bot.core.gate import Criterion, Verdict
 from bot.core.triggers import DriftCheck, PerformanceCheck, TimeCheck, TriggerDecision
-from bot.forge import ProposalResult, PullRecord
-from bot.metrics_store import (
+from bot.flow.pipeline import HorizonOutcome
+from bot.flow.records import (
     METRICS_COLUMNS,
     MetricsRecord,
     append_metrics,
@@ -28,8 +30,6 @@ from bot.metrics_store import (
     records_frame,
     with_pulls,
 )
-from bot.pipeline import HorizonOutcome
-from bot.scaffold import default_config
 from bot.settings import Settings
 from bot.workspace import Workspace
 
@@ -195,7 +195,7 @@ def test_corrupt_metrics_is_one_clear_error(tmp_path: Path, bad: str) -> None:
 
 def test_realized_rmse_from_the_forecast_log(tmp_path: Path) -> None:
     from bot.adapters.forecast_log import append_forecasts
-    from bot.metrics_store import fill_realized_from_forecast_log
+    from bot.flow.records import fill_realized_from_forecast_log
 
     ws = Workspace(tmp_path, Settings())
     merged_at = datetime(2026, 1, 10, tzinfo=UTC)

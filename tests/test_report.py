@@ -23,7 +23,8 @@ import pandas as pd
 import pytest
 from markdown_it import MarkdownIt
 
-from bot.report import (
+from bot.render.charts import nice_ticks
+from bot.render.report import (
     EMAIL_EVENTS,
     EMAIL_KEYS,
     PR_BODY_LIMIT,
@@ -39,7 +40,6 @@ from bot.report import (
     run_email_context,
     write_run_reports,
 )
-from bot.svgchart import nice_ticks
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "report-schema.md"
@@ -68,7 +68,7 @@ def candidate(rank: int, ctx: int, ns: int, temp: float, rmse: float) -> dict[st
 
 
 def run_context() -> dict[str, Any]:
-    """A fixed, hand-built run context shaped like bot.pipeline.report_context's."""
+    """A fixed, hand-built run context shaped like bot.flow.pipeline.report_context's."""
     ranking = [
         candidate(1, 270, 200, 0.8, 7.91),
         candidate(2, 270, 100, 0.8, 7.98),

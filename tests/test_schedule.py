@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from bot.schedule import (
+from bot.core.schedule import (
     SANTIAGO,
     cron_slot,
     is_santiago_run_window,

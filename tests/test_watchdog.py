@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from bot.alerts import read_alerts
-from bot.history import HistoryRecord
-from bot.metrics_store import MetricsRecord, append_metrics, records_frame
-from bot.settings import AlertSettings, Settings
-from bot.watchdog import (
+from bot.adapters.history import HistoryRecord
+from bot.flow.alerts import read_alerts
+from bot.flow.records import MetricsRecord, append_metrics, records_frame
+from bot.flow.watchdog import (
     EXIT_RUN_MISSED,
     TITLE_PREFIX,
     check_runs,
@@ -22,6 +21,7 @@ from bot.watchdog import (
     open_or_update_issue,
     watchdog_command,
 )
+from bot.settings import AlertSettings, Settings
 from bot.workspace import Workspace
 from tests.conftest import run_cli
 from tests.github_stub import running_stub

@@ -20,7 +20,7 @@ from bot.faults import crash_point
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then os.replace: readers see old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # the PID in the name lets the next run tell a dead writer's leftover from a live write (bot.recovery)
+    # the PID in the name lets the next run tell a dead writer's leftover from a live write (bot.flow.recovery)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -1,6 +1,6 @@
 """The seed's success metrics, computed from the history and metrics frames. Pure: no IO, no clock.
 
-Inputs are the frames `bot.history.read_history` and `bot.metrics_store.read_metrics` return. Both
+Inputs are the frames `bot.adapters.history.read_history` and `bot.flow.records.read_metrics` return. Both
 are folded into one run table (`run_table`): one row per run and horizon, metrics rows first, then
 history rows the metrics do not have (runs recorded before metrics existed). Merges recorded later
 (`merge` events: a person merging a proposal) are attached to the pull request they merged.

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.adapters.configs import read_config
+from bot.adapters.history import HistoryRecord, record_optimization
 from bot.adapters.store import atomic_write_text, file_lock
 from bot.core.allowlist import allowlist_problem
 from bot.core.config import HORIZONS, HorizonConfig, config_hash, parse_config
 from bot.errors import ChronopsError, ConfigError, DeployFailedError
 from bot.faults import crash_point
-from bot.history import HistoryRecord, record_optimization
 from bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -401,7 +401,7 @@ def _auto_revert(
     ws: Workspace, changes: Sequence[Change], report: HealthReport, forge_kind: str | None, say: Say
 ) -> dict[str, str]:
     """Open and merge a revert pull request per changed horizon. {horizon: outcome}; never raises."""
-    from bot.commands import make_forge
+    from bot.commands.run import make_forge
 
     try:
         forge = make_forge(ws, forge_kind)
@@ -452,7 +452,7 @@ def _record(
         ),
     )  # fmt: skip
     try:
-        from bot.metrics_store import record_deployment
+        from bot.flow.records import record_deployment
     except ImportError:  # pragma: no cover - the metrics store is optional
         return
     record_deployment(
@@ -514,7 +514,7 @@ def _changes_for_email(change: Change) -> list[dict[str, Any]]:
 
 def _notify(ws: Workspace, event: str, context: Mapping[str, Any]) -> None:
     try:
-        from bot.alerts import ALERT_EVENTS, notify
+        from bot.flow.alerts import ALERT_EVENTS, notify
     except ImportError:  # pragma: no cover - alerts are optional
         return
     if event in ALERT_EVENTS:

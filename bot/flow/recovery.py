@@ -28,9 +28,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bot.adapters.history import HistoryRecord, read_history, record_optimization
+from bot.adapters.lock import pid_alive
 from bot.adapters.store import atomic_write_text
-from bot.history import HistoryRecord, read_history, record_optimization
-from bot.lock import pid_alive
 from bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def recover_runs(ws: Workspace, now: datetime, recovered_by: str) -> list[dict[s
 
     Call it holding the workspace lock: then every marker's run is over, whatever its PID says now
     (containers reuse PIDs, so "is that PID alive" would keep a dead run's marker forever)."""
-    from bot.metrics_store import MetricsRecord, append_metrics, read_metrics
+    from bot.flow.records import MetricsRecord, append_metrics, read_metrics
 
     markers = sorted(ws.runs_dir.glob(f"*/*{MARKER_SUFFIX}")) if ws.runs_dir.is_dir() else []
     done = []

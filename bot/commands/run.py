@@ -7,15 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot import recovery
 from bot.adapters.configs import read_config
+from bot.adapters.forges.base import Forge, LocalForge
 from bot.adapters.git import GitRepo
+from bot.adapters.history import HistoryRecord, read_history, record_optimization
+from bot.adapters.lock import workspace_lock
 from bot.errors import ChronopsError, ForgeError
 from bot.faults import crash_point
-from bot.forge import Forge, LocalForge
-from bot.history import HistoryRecord, read_history, record_optimization
-from bot.lock import workspace_lock
-from bot.pipeline import (
+from bot.flow import recovery
+from bot.flow.pipeline import (
     HorizonOutcome,
     ProgressFactory,
     RunOptions,
@@ -43,7 +43,7 @@ def make_forge(ws: Workspace, kind: str | None) -> Forge:
         )
     if kind == "github":
         try:
-            from bot.github_forge import GitHubForge
+            from bot.adapters.forges.github import GitHubForge
         except ImportError:
             raise ForgeError("the GitHub forge is not available in this build") from None
         forge: Forge = GitHubForge.from_environment(ws)
@@ -118,7 +118,7 @@ def _run_locked(
         _reconcile(forge)
     if stage == "propose":
         assert from_dir is not None
-        from bot.stages import propose_from
+        from bot.flow.stages import propose_from
 
         for outcome in propose_from(
             ws, from_dir, horizons, forge=forge, options=options, run_id=run_id, now=now
@@ -137,7 +137,7 @@ def _run_locked(
             message = redact(str(exc))  # it is printed and recorded: an outside message may carry a secret
             say(f"{h}: failed: {message}")
             _record_failure(ws, h, run_id, now, message)
-            from bot.metrics_store import record_failed_run
+            from bot.flow.records import record_failed_run
 
             record_failed_run(ws, h, run_id, now, message)
             recovery.end(marker)
@@ -145,7 +145,7 @@ def _run_locked(
         recovery.end(marker)
         say(describe(outcome))
         if stage == "search":
-            from bot.stages import export_search
+            from bot.flow.stages import export_search
 
             assert out_dir is not None
             say(f"  search results: {export_search(outcome, out_dir)}")
@@ -159,8 +159,8 @@ def _preflight(ws: Workspace, horizons: list[str], options: RunOptions, forge: F
     with one line naming it, and leaves the workspace as it was."""
     from bot.adapters.forecast_log import read_forecast_log
     from bot.adapters.store import check_table
-    from bot.engine import CACHE_COLUMNS
-    from bot.metrics_store import read_metrics
+    from bot.flow.engine import CACHE_COLUMNS
+    from bot.flow.records import read_metrics
 
     for h in horizons:
         read_config(ws.config_path(h))
@@ -280,8 +280,8 @@ def _rollback_locked(
         ),
     )  # fmt: skip
     if pull.state == "merged":
-        from bot.alerts import notify
-        from bot.metrics_store import record_merge
+        from bot.flow.alerts import notify
+        from bot.flow.records import record_merge
 
         record_merge(ws, pull, now)
         notify(

@@ -21,7 +21,7 @@ import pandas as pd
 
 from bot.core.config import HorizonConfig, config_hash
 from bot.core.search import halving_rungs, halving_survivors
-from bot.engine import Engine, Evaluation, ProgressFn, _group_key
+from bot.flow.engine import Engine, Evaluation, ProgressFn, _group_key
 
 STRATEGIES = ("grid", "random", "halving")
 

@@ -27,6 +27,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from bot.adapters.history import read_history
 from bot.adapters.store import atomic_write_text
 from bot.core.config import HORIZONS, config_hash, parse_config
 from bot.core.kpis import (
@@ -40,11 +41,10 @@ from bot.core.kpis import (
     trigger_kinds,
     trigger_reasons,
 )
-from bot.history import read_history
-from bot.metrics_store import read_metrics, with_pulls
+from bot.flow.records import read_metrics, with_pulls
 from bot.workspace import Workspace
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"  # a link to the top-level templates/, shipped as package data
 DASHBOARD_TEMPLATE = "dashboard.html.j2"
 SECTIONS = (
     "Key Performance Indicators",
@@ -189,14 +189,14 @@ def end_of_day(day: date) -> datetime:
 
 
 def next_run(now: datetime) -> datetime:
-    from bot.schedule import next_scheduled_run
+    from bot.core.schedule import next_scheduled_run
 
     return next_scheduled_run(now)
 
 
 def _local_pulls(ws: Workspace) -> list[Any]:
     """The local forge's pull-request records, if any (people's merges show up only there)."""
-    from bot.forge import PullRecord
+    from bot.adapters.forges.base import PullRecord
 
     path = ws.path("data/forge/pulls.json")
     if ws.settings.forge.kind != "local" or not path.exists():
@@ -334,7 +334,7 @@ def _legend(names: Sequence[tuple[str, str]]) -> list[str]:
 
 
 def _y_axis(lo: float, hi: float, unit: str, width: int, height: int) -> tuple[list[str], float, float]:
-    from bot.svgchart import nice_ticks
+    from bot.render.charts import nice_ticks
 
     ticks = nice_ticks(lo, hi) or [lo, hi]
     y0, y1 = min(lo, ticks[0]), max(hi, ticks[-1])
@@ -417,7 +417,7 @@ def line_chart(
     empty: str = "no data yet",
 ) -> str:
     """One line over dates, with dots, an optional horizontal target line."""
-    from bot.svgchart import date_ticks
+    from bot.render.charts import date_ticks
 
     pts = [(d, v) for d, v in points if math.isfinite(v)]
     if not pts:

@@ -39,8 +39,8 @@ from bot.adapters.tiny import is_random_weight_model
 from bot.core.calendar import banking_days_after
 from bot.core.config import HORIZONS, HorizonConfig, config_hash
 from bot.core.metrics import Forecast
+from bot.core.schedule import SANTIAGO
 from bot.errors import ChronopsError
-from bot.schedule import SANTIAGO
 from bot.workspace import Workspace, resolve_horizons
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ def forecast_command(
     now: datetime | None = None,
 ) -> int:
     """`chronops forecast`: issue today's (or `as_of`'s) forecast per horizon. 1 when any failed."""
-    from bot.pipeline import load_series
+    from bot.flow.pipeline import load_series
 
     ws = Workspace.open(root)
     horizons = resolve_horizons(horizon, all_)
@@ -372,7 +372,7 @@ class ForecasterService:
         settings = self.ws.settings.deploy
         if not settings.series_source:
             return
-        from bot.ingest import ingest_series
+        from bot.flow.ingest import ingest_series
 
         try:
             path = self.ws.path(settings.series_path) if settings.series_path else None
@@ -391,7 +391,7 @@ class ForecasterService:
 
     def produce(self, horizons: list[str] | None = None) -> list[Issue]:
         """Issue today's forecast for each loaded horizon (idempotent per issue date and config)."""
-        from bot.pipeline import load_series
+        from bot.flow.pipeline import load_series
 
         with self._lock:
             slots = {h: s for h, s in self._state.slots.items() if horizons is None or h in horizons}

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from bot.alerts import notify, record_local_alert
+from bot.adapters.history import read_history
 from bot.core.kpis import run_table
-from bot.history import read_history
-from bot.metrics_store import read_metrics
-from bot.schedule import last_scheduled_run
+from bot.core.schedule import last_scheduled_run
+from bot.flow.alerts import notify, record_local_alert
+from bot.flow.records import read_metrics
 
 if TYPE_CHECKING:
     from github.Issue import Issue
@@ -209,7 +209,7 @@ def _on_github(
 
 
 def _repository_from_env(ws: Workspace) -> Repository:
-    from bot.github_forge import GitHubForge
+    from bot.adapters.forges.github import GitHubForge
 
     forge = GitHubForge.from_environment(ws)
     return forge.api_repository()

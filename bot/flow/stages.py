@@ -13,13 +13,13 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from bot import recovery
+from bot.adapters.forges.base import Forge
 from bot.adapters.store import atomic_write_text
 from bot.core.config import parse_config
 from bot.core.gate import Verdict
 from bot.errors import DataError
-from bot.forge import Forge
-from bot.pipeline import HorizonOutcome, RunOptions, finish_horizon
+from bot.flow import recovery
+from bot.flow.pipeline import HorizonOutcome, RunOptions, finish_horizon
 from bot.workspace import Workspace
 
 

@@ -29,8 +29,8 @@ import pandas as pd
 from bot.adapters.store import append_rows, file_lock, read_table, write_table
 
 if TYPE_CHECKING:
-    from bot.forge import PullRecord
-    from bot.pipeline import HorizonOutcome
+    from bot.adapters.forges.base import PullRecord
+    from bot.flow.pipeline import HorizonOutcome
     from bot.workspace import Workspace
 
 EVENTS = ("run", "merge", "rollback", "deploy")

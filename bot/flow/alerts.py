@@ -1,6 +1,6 @@
 """Email alerts over SMTP, an alerts log, and GitHub Actions step summaries.
 
-`notify(ws, event, context)` renders the event's email (`bot.report.render_email`) and sends it to
+`notify(ws, event, context)` renders the event's email (`bot.render.report.render_email`) and sends it to
 `[alerts].recipients`. Sending never raises: a dead server, a refused login or a template error is
 logged as a warning, recorded in the alerts log (`data/alerts.parquet`: time, event, horizon,
 channel, recipients, ok, error) and answered with False, so an alert can never break a run.
@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pandas as pd
 
 from bot.adapters.store import append_rows, read_table
-from bot.metrics_store import records_frame
+from bot.flow.records import records_frame
 
 if TYPE_CHECKING:
     from bot.core.triggers import TriggerDecision
-    from bot.pipeline import HorizonOutcome
+    from bot.flow.pipeline import HorizonOutcome
     from bot.settings import AlertSettings
     from bot.workspace import Workspace
 
@@ -125,7 +125,7 @@ def send_message(
 
 
 def _default_render(event: str, context: Mapping[str, Any]) -> Email:
-    from bot.report import render_email
+    from bot.render.report import render_email
 
     return render_email(event, context)
 
@@ -234,7 +234,7 @@ def outcome_alerts(
     """The validation_passed / validation_failed alert of a finished run (none when it was skipped)."""
     import json
 
-    from bot.report import run_email_context, validation_event
+    from bot.render.report import run_email_context, validation_event
 
     if outcome.verdict is None or outcome.run_dir is None or not (outcome.run_dir / "report.json").exists():
         return []

@@ -17,7 +17,7 @@ from bot.adapters.sources import read_series_file
 from bot.core.series import known_as_of, validate_series
 from bot.core.triggers import TriggerDecision
 from bot.errors import DataError
-from bot.pipeline import load_series, trigger_decision
+from bot.flow.pipeline import load_series, trigger_decision
 from bot.workspace import Workspace, resolve_horizons
 
 
@@ -39,7 +39,7 @@ def check(
     if pd.Timestamp(series["date"].iloc[0]).date() > today:
         raise DataError(f"--as-of {today} is before the first observation")
     from bot.adapters.configs import read_config
-    from bot.pipeline import backtest_errors
+    from bot.flow.pipeline import backtest_errors
 
     return [
         trigger_decision(

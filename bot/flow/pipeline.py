@@ -21,9 +21,10 @@ import pandas as pd
 
 from bot.adapters.chronos import LoadedModel, load_model
 from bot.adapters.configs import read_config
+from bot.adapters.forges.base import Forge, Proposal, ProposalResult
+from bot.adapters.history import HistoryRecord, get_last_optimization_date, record_optimization
 from bot.adapters.store import atomic_write_text, read_table, write_table
 from bot.adapters.tiny import is_random_weight_model
-from bot.alerts import notify, notify_outcome, triggered_context
 from bot.core.backtest import OriginPlan, origin_step, walk_forward_origins
 from bot.core.config import HorizonConfig, Provenance, config_hash, config_to_dict, render_config
 from bot.core.gate import Verdict, evaluate_gate
@@ -38,15 +39,14 @@ from bot.core.triggers import (
     time_check,
     triggered_by,
 )
-from bot.engine import BacktestCache, Engine, Evaluation
 from bot.errors import DataError
 from bot.faults import crash_point
-from bot.forge import Forge, Proposal, ProposalResult
-from bot.history import HistoryRecord, get_last_optimization_date, record_optimization
-from bot.metrics_store import record_run_metrics
-from bot.recovery import mark_step
-from bot.report import chart_panels, write_run_reports
-from bot.searcher import run_search
+from bot.flow.alerts import notify, notify_outcome, triggered_context
+from bot.flow.engine import BacktestCache, Engine, Evaluation
+from bot.flow.records import record_run_metrics
+from bot.flow.recovery import mark_step
+from bot.flow.search import run_search
+from bot.render.report import chart_panels, write_run_reports
 from bot.secrets import redact
 from bot.workspace import Workspace
 
@@ -63,7 +63,7 @@ class RunOptions:
     force_approve_reason: str | None = None
     as_of: date | None = None
     command: str = ""
-    stage: str | None = None  # None = the whole run; "search" = stop after reports (see bot.stages)
+    stage: str | None = None  # None = the whole run; "search" = stop after reports (see bot.flow.stages)
 
     @property
     def preview(self) -> bool:

@@ -58,11 +58,7 @@ from github.PullRequest import PullRequest
 from github.Repository import Repository
 from urllib3.response import BaseHTTPResponse
 
-from bot.adapters.git import GitRepo
-from bot.core.snooze import is_snoozed
-from bot.errors import ForgeError
-from bot.faults import crash_point
-from bot.forge import (
+from bot.adapters.forges.base import (
     BRANCH_PREFIX,
     Proposal,
     ProposalResult,
@@ -73,6 +69,10 @@ from bot.forge import (
     pick_rollback_target,
     snooze_end,
 )
+from bot.adapters.git import GitRepo
+from bot.core.snooze import is_snoozed
+from bot.errors import ForgeError
+from bot.faults import crash_point
 from bot.secrets import redact
 from bot.settings import Settings
 from bot.workspace import Workspace

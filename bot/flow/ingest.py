@@ -36,7 +36,7 @@ def ingest_series(
         # New actuals turn logged forecasts into realized errors: fill "RMSE after" in the metrics.
         from datetime import UTC, datetime
 
-        from bot.metrics_store import fill_realized_from_forecast_log
+        from bot.flow.records import fill_realized_from_forecast_log
 
         try:
             fill_realized_from_forecast_log(ws, frame, datetime.now(UTC))

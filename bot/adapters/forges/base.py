@@ -227,7 +227,7 @@ class LocalForge:
 
     def reconcile(self) -> list[PullRecord]:
         """Mark open records whose head is already merged into the base as merged: a run killed
-        between pushing a merge and writing its record leaves one (bot.recovery). Returns them."""
+        between pushing a merge and writing its record leaves one (bot.flow.recovery). Returns them."""
         fixed = []
         with file_lock(self.records):
             open_pulls = [p for p in self._load() if p.state == "open" and p.head_sha]

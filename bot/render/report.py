@@ -8,7 +8,7 @@ The PR body must stay under GitHub's 65,536-character limit whatever the inputs:
 progressively tighter caps on long strings, lists and the candidate ranking, and as a last resort
 cut at a line boundary, with a note pointing at report.json, which always holds everything.
 
-The run context is the dict built by `bot.pipeline.report_context`; its keys are documented, as the
+The run context is the dict built by `bot.flow.pipeline.report_context`; its keys are documented, as the
 JSON report, in docs/report-schema.md.
 """
 
@@ -28,9 +28,9 @@ import pandas as pd
 from markupsafe import Markup
 
 from bot.adapters.store import atomic_write_text
-from bot.svgchart import Panel, Window, render_panels
+from bot.render.charts import Panel, Window, render_panels
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"  # a link to the top-level templates/, shipped as package data
 PR_BODY_LIMIT = 65_000  # GitHub refuses bodies over 65,536 characters; keep a margin
 REPORT_SCHEMA_VERSION = 1
 HTML_LIMITS = (2_000, 200, 1_000)  # longest string, longest list of strings, ranking rows
@@ -333,7 +333,7 @@ def render_html(
     """A self-contained HTML report: inline CSS and SVG, nothing fetched from anywhere."""
     # far roomier caps than the PR body's, only so that absurd inputs cannot make a huge page
     fitted = _fit(context, *HTML_LIMITS)
-    # Markup: bot.svgchart escapes every piece of text it puts in the SVG
+    # Markup: bot.render.charts escapes every piece of text it puts in the SVG
     charts = [Markup(svg) for svg in render_panels(panels)]
     return (
         environment(templates)
@@ -424,7 +424,7 @@ def run_email_context(
     pull_request: str | None = None,
 ) -> dict[str, Any]:
     """Email context for optimization_triggered / validation_passed / validation_failed from a run
-    context (bot.pipeline.report_context). `started_at` defaults to the time in the run id."""
+    context (bot.flow.pipeline.report_context). `started_at` defaults to the time in the run id."""
     base = {"horizon": run["horizon"], "run_id": run["run_id"]}
     if event == "optimization_triggered":
         return {

@@ -20,10 +20,10 @@ from git import Repo
 
 from bot.adapters.store import atomic_write_text, write_table
 from bot.adapters.tiny import build_tiny_model
+from bot.commands.init import scaffold
 from bot.core.config import HORIZONS, Family
 from bot.core.series import validate_series
-from bot.pipeline import ProgressFactory
-from bot.scaffold import scaffold
+from bot.flow.pipeline import ProgressFactory
 from bot.settings import SETTINGS_FILE
 from bot.workspace import Workspace
 
@@ -101,7 +101,7 @@ def run_demo(root: Path, *, progress: ProgressFactory | None, say: Callable[[str
     say(f"demo workspace: {root} (synthetic series, random-weight tiny T5: forecasts are meaningless)")
     ws_root = build_workspace(root)
     ws = Workspace.open(ws_root)
-    from bot.lock import workspace_lock
+    from bot.adapters.lock import workspace_lock
 
     with workspace_lock(ws.path("data"), timeout=ws.settings.data.lock_timeout_seconds):
         return _demo_loop(root, ws_root, ws, progress=progress, say=say)
@@ -110,8 +110,8 @@ def run_demo(root: Path, *, progress: ProgressFactory | None, say: Callable[[str
 def _demo_loop(
     root: Path, ws_root: Path, ws: Workspace, *, progress: ProgressFactory | None, say: Callable[[str], None]
 ) -> str:
-    from bot.commands import describe, make_forge, rollback_command
-    from bot.pipeline import RunOptions, new_run_id, run_horizon, utcnow
+    from bot.commands.run import describe, make_forge, rollback_command
+    from bot.flow.pipeline import RunOptions, new_run_id, run_horizon, utcnow
 
     forge = make_forge(ws, "local")
     now = utcnow()

@@ -1,0 +1,1 @@
+"""Reports, dashboard and charts: data in, strings out."""

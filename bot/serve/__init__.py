@@ -1,0 +1,1 @@
+"""Issuing forecasts and the HTTP service; never imports flow, forges or git."""
