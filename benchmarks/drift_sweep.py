@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from bot.adapters.sources import read_series_file
+from bot.core.params import TriggerSettings
 from bot.core.series import known_as_of, validate_series
 from bot.core.triggers import SEVERITIES, DriftCheck, drift_check
-from bot.settings import TriggerSettings
 
 DEFAULT_SERIES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "usdclp_daily.csv"
 FIRST, LAST = date(2019, 1, 1), date(2024, 12, 31)

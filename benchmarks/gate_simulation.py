@@ -59,7 +59,8 @@ from scipy import stats
 
 from bot.core.gate import evaluate_gate
 from bot.core.metrics import Scores
-from bot.settings import ApprovalSettings, SearchSettings
+from bot.core.params import ApprovalSettings
+from bot.settings import SearchSettings
 
 N_CANDIDATES = 27
 HORIZONS = (5, 21)

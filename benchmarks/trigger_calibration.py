@@ -62,8 +62,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bot.core.params import TriggerSettings
 from bot.core.triggers import drift_check, performance_check
-from bot.settings import TriggerSettings
 
 SETTINGS = TriggerSettings()
 VOLS = (0.004, 0.007, 0.012)

@@ -9,19 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from bot.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_USAGE, ChronopsError
+from bot.faults import write_crash_log
 from bot.secrets import redact
 
 app = typer.Typer(
@@ -46,31 +41,6 @@ WorkspaceOpt = Annotated[
 HorizonOpt = Annotated[str | None, typer.Option("--horizon", help="One horizon: 7d, 15d, 30d or 90d.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="All four horizons.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-
-
-def _progress_factory(progress: Progress) -> Callable[[str, int], Callable[[int, int], None]]:
-    def make(label: str, _total: int) -> Callable[[int, int], None]:
-        task = progress.add_task(label, total=None)
-
-        def tick(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        return tick
-
-    return make
-
-
-@contextmanager
-def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int], Callable[[int, int], None]] | None]:
-    if not enabled:
-        yield None
-        return
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, transient=False, disable=not err.is_terminal and os.environ.get("CHRONOPS_PROGRESS") != "1",
-    )  # fmt: skip
-    with progress:
-        yield _progress_factory(progress)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,8 +72,9 @@ def demo(
     Uses a synthetic series and a random-weight tiny T5 model: forecasts are meaningless.
     """
     from bot.commands.demo import run_demo
+    from bot.commands.progress import progress_bars
 
-    with progress_bars() as progress:
+    with progress_bars(err) as progress:
         summary = run_demo(directory, progress=progress, say=out.print)
     out.print(summary)
 
@@ -139,19 +110,9 @@ def config_validate(
     workspace: WorkspaceOpt = Path(),
 ) -> None:
     """Check horizon configs; each problem names the file, the key, the bad value and the fix."""
-    from bot.adapters.configs import read_config
-    from bot.core.config import HORIZONS
+    from bot.commands.config import config_validate_command
 
-    files = paths or [workspace / "configs" / f"{h}.json" for h in HORIZONS]
-    failures = []
-    for f in files:
-        try:
-            cfg = read_config(f, strict=strict)
-            out.print(f"ok       {f} ({cfg.model_family.value}, context {cfg.context_length})")
-        except ChronopsError as exc:
-            failures.append(str(exc))
-    if failures:
-        raise ChronopsError("\n".join(failures))
+    config_validate_command(workspace, paths, strict=strict, say=out.print)
 
 
 @model_app.command("tiny")
@@ -161,15 +122,9 @@ def model_tiny(
     seed: Annotated[int, typer.Option(help="Weight initialisation seed.")] = 0,
 ) -> None:
     """Build a random-weight Chronos model of the real tiny architecture, offline (forecasts are noise)."""
-    from bot.adapters.tiny import build_tiny_model
-    from bot.core.config import Family
+    from bot.commands.config import model_tiny_command
 
-    try:
-        fam = Family(family)
-    except ValueError:
-        raise ChronopsError(f"unknown family '{family}' (use t5, bolt or chronos2)") from None
-    path = build_tiny_model(fam, out_dir, seed=seed)
-    out.print(f"wrote random-weight {fam.value} tiny model to {path} (forecasts are meaningless)")
+    model_tiny_command(family, out_dir, seed=seed, say=out.print)
 
 
 @app.command()
@@ -207,9 +162,10 @@ def run(
 
     In GitHub Actions the matrix splits it: `--stage search --out DIR` per horizon, then one
     `--stage propose --from DIR` job with write permissions."""
+    from bot.commands.progress import progress_bars
     from bot.commands.run import run_command
 
-    with progress_bars() as progress:
+    with progress_bars(err) as progress:
         code = run_command(
             workspace, horizon=horizon, all_=all_, force=force, dry_run=dry_run, automerge=automerge,
             force_approve=force_approve, reason=reason, forge_kind=forge, progress=progress, say=out.print,
@@ -230,7 +186,7 @@ def rollback(
     workspace: WorkspaceOpt = Path(),
 ) -> None:
     """Revert the last merged bot PR for a horizon with `git revert` (a new commit, no history rewrite)."""
-    from bot.commands.run import rollback_command
+    from bot.commands.rollback import rollback_command
 
     rollback_command(
         workspace, horizon=horizon, to=to, reason=reason, merge=merge, forge_kind=forge, say=out.print
@@ -251,7 +207,7 @@ def status(
     workspace: WorkspaceOpt = Path(),
 ) -> None:
     """What is live per horizon (since when, from which PR), the last run, the next scheduled run, KPIs."""
-    from bot.render.dashboard import status_command
+    from bot.commands.status import status_command
 
     status_command(workspace, at=at, as_json=json_, console=out)
 
@@ -259,21 +215,9 @@ def status(
 @app.command()
 def history(horizon: HorizonOpt = None, json_: JsonOpt = False, workspace: WorkspaceOpt = Path()) -> None:
     """Past optimizations (data/optimization_history.parquet)."""
-    from bot.adapters.history import read_history
-    from bot.workspace import Workspace
+    from bot.commands.history import history_command
 
-    ws = Workspace.open(workspace)
-    frame = read_history(ws.history_path)
-    if horizon:
-        frame = frame[frame["horizon"] == horizon]
-    if json_:
-        out.print_json(frame.to_json(orient="records", date_format="iso"))
-        return
-    cols = ["optimization_date", "run_id", "horizon", "triggered_by", "status", "verdict", "pull_request"]
-    table = Table(*cols)
-    for _, row in frame.iterrows():
-        table.add_row(*(str(row[c]) for c in cols))
-    out.print(table)
+    history_command(workspace, horizon=horizon, as_json=json_, console=out)
 
 
 @app.command()
@@ -290,37 +234,18 @@ def check(
     """Would the triggers fire? Performance degradation, drift on log returns, time fallback.
 
     Exit 0 whether or not anything fires; non-zero only on errors."""
-    import json
-    from datetime import date
+    from bot.commands.check import check_command
 
-    from bot.commands.check import as_json, describe
-    from bot.commands.check import check as run_check
-
-    when = None
-    if as_of:
-        try:
-            when = date.fromisoformat(as_of)
-        except ValueError:
-            raise ChronopsError(f"--as-of {as_of!r} is not a date (use YYYY-MM-DD)") from None
-    decisions = run_check(workspace, horizon=horizon, all_=all_, data=data, as_of=when)
-    if json_:
-        out.print_json(json.dumps(as_json(decisions), default=str))
-        return
-    for d in decisions:
-        out.print(describe(d), markup=False, highlight=False)
+    check_command(workspace, horizon=horizon, all_=all_, data=data, as_of=as_of, as_json=json_, console=out)
 
 
 @app.command()
 def unlock(workspace: WorkspaceOpt = Path()) -> None:
     """Remove the workspace lock left by a run that died (a lock from a dead local process is
     recovered automatically; use this for one left by another host)."""
-    from bot.adapters.lock import describe
-    from bot.adapters.lock import unlock as remove_lock
-    from bot.workspace import Workspace
+    from bot.commands.unlock import unlock_command
 
-    ws = Workspace.open(workspace)
-    doc = remove_lock(ws.path("data"))
-    out.print(f"removed lock: {describe(doc)}" if doc else "no lock was held")
+    unlock_command(workspace, say=out.print)
 
 
 @app.command("schedule-guard")
@@ -331,19 +256,9 @@ def schedule_guard() -> None:
     scheduled runs late under load) instead of the current time."""
     from datetime import UTC, datetime
 
-    from bot.core.schedule import cron_slot, is_santiago_run_window
+    from bot.commands.schedule_guard import schedule_guard_command
 
-    now = datetime.now(UTC)
-    cron = os.environ.get("CHRONOPS_SCHEDULE", "").strip()
-    try:
-        when = cron_slot(cron, now) if cron else now
-    except ValueError as exc:
-        raise ChronopsError(str(exc)) from None
-    if is_santiago_run_window(when):
-        out.print(f"in window: {when.isoformat()} is Sunday 02:xx in America/Santiago")
-        return
-    out.print(f"outside window: {when.isoformat()} is not Sunday 02:xx in America/Santiago; skipping")
-    raise typer.Exit(10)
+    raise typer.Exit(schedule_guard_command(datetime.now(UTC), os.environ, out.print))
 
 
 @app.command()
@@ -367,40 +282,20 @@ def validate(
     """Re-run the gate on a stored run's per-origin results (no forecast is recomputed)."""
     import json
 
-    from bot.commands.validate import revalidate, run_dirs, with_overrides
-    from bot.workspace import Workspace
+    from bot.commands.validate import validate_command
 
-    ws = Workspace.open(workspace)
-    approval = with_overrides(
-        ws.settings.approval,
-        {
-            "min_rmse_improvement_pct": min_rmse_improvement_pct,
-            "min_mape_improvement_pct": min_mape_improvement_pct,
-            "max_std_increase_pct": max_std_increase_pct,
-            "max_inference_time_increase_pct": max_inference_time_increase_pct,
-            "min_ci95_coverage_pct": min_ci95_coverage_pct,
-            "max_abs_bias": max_abs_bias,
-            "max_noise_probability": max_noise_probability,
-        },
-    )
-    docs = []
-    for run_dir in run_dirs(ws, run_id):
-        if horizon and run_dir.name != horizon:
-            continue
-        verdict, stored = revalidate(run_dir, approval)
-        same = stored is not None and stored.to_dict() == verdict.to_dict()
-        docs.append({"horizon": run_dir.name, "verdict": verdict.to_dict(), "same_as_stored": same})
-        if not json_:
-            out.print(
-                f"{run_dir.name}: {verdict.headline}"
-                + ("" if same else "  (differs from the stored verdict)")
-            )
-            for c in verdict.criteria:
-                mark = "pass" if c.passed else "FAIL"
-                value = "n/a" if c.value is None else f"{c.value:.4g}"
-                out.print(f"  {mark}  {c.label}: {value} {c.comparator} {c.threshold:g}")
+    overrides = {
+        "min_rmse_improvement_pct": min_rmse_improvement_pct,
+        "min_mape_improvement_pct": min_mape_improvement_pct,
+        "max_std_increase_pct": max_std_increase_pct,
+        "max_inference_time_increase_pct": max_inference_time_increase_pct,
+        "min_ci95_coverage_pct": min_ci95_coverage_pct,
+        "max_abs_bias": max_abs_bias,
+        "max_noise_probability": max_noise_probability,
+    }
+    doc = validate_command(workspace, run_id, horizon=horizon, overrides=overrides, as_json=json_, say=out.print)
     if json_:
-        out.print_json(json.dumps({"run_id": run_id, "horizons": docs}, default=str))
+        out.print_json(json.dumps(doc, default=str))
 
 
 @app.command()
@@ -411,7 +306,7 @@ def dashboard(
     """Write the static HTML dashboard (self-contained: inline CSS and SVG, no external hosts)."""
     from datetime import UTC, datetime
 
-    from bot.render.dashboard import write_dashboard
+    from bot.flow.status import write_dashboard
     from bot.workspace import Workspace
 
     path = write_dashboard(Workspace.open(workspace), out_dir, datetime.now(UTC))
@@ -465,7 +360,7 @@ def forecast(
     the same config appends nothing. Exit 1 when any horizon failed."""
     from datetime import date
 
-    from bot.serve.forecaster import forecast_command
+    from bot.commands.forecast import forecast_command
 
     try:
         issue = date.fromisoformat(as_of) if as_of else None
@@ -499,7 +394,7 @@ def serve(
     config when its file changes (no restart; a broken one keeps the old one serving and is reported
     in /healthz), refreshes the series and forecasts into data/forecasts.parquet once per interval.
     SIGTERM or Ctrl-C stops it cleanly (exit 0)."""
-    from bot.serve.forecaster import serve_command
+    from bot.commands.serve import serve_command
 
     def say(line: str) -> None:
         out.print(line, markup=False, highlight=False)
@@ -531,21 +426,12 @@ def deploy(
     Exit codes: 0 deployed, or nothing to deploy; 1 refused before installing anything (a config
     outside the schema or the model allow-list) or another known error; 3 crash (log written);
     5 deploy failed (health mismatch, timeout or unreachable): previous configs restored."""
-    from bot.flow.deploy import deploy_command
+    from bot.commands.deploy import deploy_command
 
     deploy_command(
         workspace, auto_revert=auto_revert, forge_kind=forge, health_check=not no_health_check,
         say=lambda line: out.print(line, markup=False, highlight=False),
     )  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------
-def _write_crash_log() -> Path:
-    fd, name = tempfile.mkstemp(prefix="chronops-crash-", suffix=".log")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(redact(f"chronops crashed: {' '.join(sys.argv)}\n\n"))
-        fh.write(redact(traceback.format_exc()))
-    return Path(name)
 
 
 # typer >= 0.20 vendors click; find its exception classes without importing a private module.
@@ -598,7 +484,7 @@ def main(argv: list[str] | None = None) -> None:
         err.print("interrupted")
         code = EXIT_INTERRUPTED
     except Exception as exc:
-        log = _write_crash_log()
+        log = write_crash_log()
         err.print(
             redact(f"error: unexpected {type(exc).__name__}: {exc} (details in {log}; please report it)"),
             markup=False,

@@ -25,6 +25,12 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from bot.secrets import redact
 
 CRASH_ENV = "CHRONOPS_CRASH_AT"
 MODE_ENV = "CHRONOPS_CRASH_MODE"
@@ -53,3 +59,12 @@ def crash_point(name: str) -> None:
     if os.environ.get(MODE_ENV) == "raise":
         raise RuntimeError(f"injected fault at {name}")
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------------------
+def write_crash_log() -> Path:
+    fd, name = tempfile.mkstemp(prefix="chronops-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(redact(f"chronops crashed: {' '.join(sys.argv)}\n\n"))
+        fh.write(redact(traceback.format_exc()))
+    return Path(name)

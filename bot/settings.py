@@ -14,35 +14,10 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from bot.core.config import HORIZONS
+from bot.core.params import ApprovalSettings, TriggerSettings
 from bot.errors import SettingsError
 
 SETTINGS_FILE = "chronops.toml"
-
-
-@dataclass(frozen=True)
-class ApprovalSettings:
-    min_rmse_improvement_pct: float = 5.0
-    min_mape_improvement_pct: float = 3.0
-    max_std_increase_pct: float = 10.0
-    max_inference_time_increase_pct: float = 50.0
-    min_ci95_coverage_pct: float = 90.0
-    max_abs_bias: float = 5.0
-    # Chance the gain is noise (one-sided Diebold-Mariano p-value); 1.0 turns the test off.
-    max_noise_probability: float = 0.05
-
-
-@dataclass(frozen=True)
-class TriggerSettings:
-    max_days_since_optimization: int = 14
-    performance_recent_days: int = 14
-    performance_baseline_days: int = 60
-    performance_degradation_pct: float = 15.0
-    performance_alpha: float = 0.05
-    drift_recent_obs: int = 30
-    drift_reference_obs: int = 90
-    drift_alpha: float = 0.05
-    stale_after_days: int = 7
-    snooze_weeks: int = 4
 
 
 @dataclass(frozen=True)

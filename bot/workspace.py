@@ -58,6 +58,20 @@ class Workspace:
         return self.path(self.settings.data.runs)
 
     @property
+    def pulls_path(self) -> Path:
+        """The local forge's pull-request records."""
+        return self.path("data/forge/pulls.json")
+
+    @property
+    def synthetic_marker(self) -> Path:
+        """Present when data/series.parquet is the demo's synthetic series, not market data."""
+        return self.series_path.parent / "SYNTHETIC"
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.synthetic_marker.exists()
+
+    @property
     def live_dir(self) -> Path:
         return self.path(self.settings.deploy.live_dir)
 

@@ -253,7 +253,7 @@ def test_run_alerts_from_a_pipeline_outcome(
     tmp_path: Path, smtp_server: tuple[Inbox, int], summary: Path
 ) -> None:
     from bot.flow.alerts import notify_outcome, triggered_context
-    from bot.flow.pipeline import HorizonOutcome
+    from bot.flow.outcome import HorizonOutcome
     from tests.test_metrics import decision, verdict
 
     inbox, port = smtp_server

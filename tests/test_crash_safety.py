@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from bot.adapters.configs import read_config
-from bot.adapters.forges.base import LocalForge, Proposal
+from bot.adapters.forges.base import Proposal
+from bot.adapters.forges.local import LocalForge
 from bot.adapters.git import GitRepo
 from bot.adapters.history import read_history
 from bot.commands.demo import build_workspace

@@ -15,26 +15,17 @@ from unittest import mock
 
 import pytest
 
-from bot.adapters.forges.base import LocalForge, Proposal
+from bot.adapters.config_history import configs_at, end_of_day, parse_change_subject
+from bot.adapters.forges.base import Proposal
+from bot.adapters.forges.local import LocalForge
 from bot.adapters.git import GitRepo
 from bot.adapters.history import HistoryRecord, record_optimization
 from bot.commands.init import default_config
 from bot.core.config import HORIZONS, render_config
 from bot.flow.records import MetricsRecord, append_metrics
-from bot.render.dashboard import (
-    CHART_IDS,
-    SECTIONS,
-    Bars,
-    bar_chart,
-    configs_at,
-    dashboard_context,
-    end_of_day,
-    line_chart,
-    parse_change_subject,
-    render_dashboard,
-    status_document,
-    write_dashboard,
-)
+from bot.flow.status import dashboard_context, status_document, write_dashboard
+from bot.render.charts import Bars, bar_chart, line_chart
+from bot.render.dashboard import CHART_IDS, SECTIONS, render_dashboard
 from bot.settings import Settings
 from bot.workspace import Workspace
 from tests.conftest import GIT_ENV, REPO_ROOT, git, run_cli

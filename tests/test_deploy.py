@@ -20,12 +20,14 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.forges.base import LocalForge, Proposal
+from bot.adapters.forges.base import Proposal
+from bot.adapters.forges.local import LocalForge
 from bot.adapters.git import GitRepo
 from bot.adapters.history import read_history
+from bot.commands.deploy import deploy_command
 from bot.core.allowlist import allowlist_problem, normalize_model_ref
 from bot.core.config import HorizonConfig, Provenance, config_hash, parse_config, render_config
-from bot.flow.deploy import deploy_command, health_problems, install_files
+from bot.flow.deploy import health_problems, install_files
 from tests.conftest import assert_one_line_error, git, run_cli, stop_process
 from tests.test_forecaster import free_port, get_json, wait_for
 

@@ -16,8 +16,9 @@ import pytest
 
 from bot.adapters.forecast_log import FORECAST_COLUMNS, read_forecast_log
 from bot.adapters.store import write_table
+from bot.commands.forecast import forecast_command
 from bot.core.config import config_hash, parse_config
-from bot.serve.forecaster import forecast_command, santiago_today, target_dates
+from bot.serve.issue import santiago_today, target_dates
 from tests.conftest import run_cli
 
 DAYS = pd.bdate_range("2024-01-01", periods=260)  # Mon 2024-01-01 … Fri 2024-12-27
@@ -127,7 +128,7 @@ def test_all_horizons_new_config_and_live_dir(ws: Path, tiny_bolt: Path) -> None
 def test_t5_forecast_is_reproducible(ws: Path, tiny_t5: Path) -> None:
     """Same config, same data, same seed: the same numbers (a rerun after a crash logs no new draw)."""
     from bot.adapters.chronos import load_model
-    from bot.serve.forecaster import predict_config
+    from bot.serve.issue import predict_config
 
     cfg = parse_config(t5_config(tiny_t5))
     model = load_model(cfg.model_id)

@@ -17,9 +17,9 @@ from bot.adapters.forecast_log import (
     realized_errors,
 )
 from bot.adapters.store import write_table
+from bot.core.params import TriggerSettings
 from bot.core.triggers import performance_check
 from bot.errors import DataError
-from bot.settings import TriggerSettings
 
 DAYS = pd.bdate_range("2025-01-06", periods=30)
 SERIES = pd.DataFrame({"date": DAYS, "value": 900.0 + np.arange(30, dtype=float)})

@@ -28,7 +28,7 @@ import pytest
 from bot.adapters.forecast_log import read_forecast_log
 from bot.adapters.store import atomic_write_text, write_table
 from bot.core.config import config_hash, parse_config
-from bot.serve.forecaster import ForecasterService
+from bot.serve.service import ForecasterService
 from bot.workspace import Workspace
 from tests.conftest import run_cli, stop_process
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.forges.base import LocalForge, Proposal
+from bot.adapters.forges.base import Proposal
+from bot.adapters.forges.local import LocalForge
 from bot.adapters.git import GitRepo
 from bot.errors import ForgeError
 from tests.conftest import git

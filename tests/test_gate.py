@@ -20,7 +20,7 @@ from bot.core.gate import (
     paired_noise_test,
 )
 from bot.core.metrics import Scores
-from bot.settings import ApprovalSettings
+from bot.core.params import ApprovalSettings
 
 SETTINGS = ApprovalSettings()
 ORIGINS = pd.date_range("2025-01-06", periods=8, freq="7D")

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.forges.base import LocalForge, Proposal, PullRecord
-from bot.adapters.forges.github import GitHubForge, RetryPolicy, TokenSource, git_auth_env
+from bot.adapters.forges.base import Proposal, PullRecord
+from bot.adapters.forges.github import GitHubForge
+from bot.adapters.forges.github_http import RetryPolicy, TokenSource, git_auth_env
+from bot.adapters.forges.local import LocalForge
 from bot.adapters.git import GitRepo
 from bot.core.snooze import is_snoozed, snooze_until
 from bot.errors import ForgeError

@@ -16,7 +16,7 @@ from bot.commands.init import default_config
 from bot.core.config import config_hash
 from bot.core.gate import Criterion, Verdict
 from bot.core.triggers import DriftCheck, PerformanceCheck, TimeCheck, TriggerDecision
-from bot.flow.pipeline import HorizonOutcome
+from bot.flow.outcome import HorizonOutcome
 from bot.flow.records import (
     METRICS_COLUMNS,
     MetricsRecord,

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 from markdown_it import MarkdownIt
 
+from bot.flow.report_context import write_run_reports
 from bot.render.charts import nice_ticks
 from bot.render.report import (
     EMAIL_EVENTS,
@@ -38,7 +39,6 @@ from bot.render.report import (
     render_pr_body,
     report_document,
     run_email_context,
-    write_run_reports,
 )
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"

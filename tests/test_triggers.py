@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bot.core.params import TriggerSettings
 from bot.core.triggers import (
     DriftCheck,
     PerformanceCheck,
@@ -24,7 +25,6 @@ from bot.core.triggers import (
     time_check,
     triggered_by,
 )
-from bot.settings import TriggerSettings
 from tests.conftest import REAL_SERIES
 
 S = TriggerSettings()

@@ -17,8 +17,7 @@ from bot.flow.watchdog import (
     EXIT_RUN_MISSED,
     TITLE_PREFIX,
     check_runs,
-    close_issue,
-    open_or_update_issue,
+    issue_spec,
     watchdog_command,
 )
 from bot.settings import AlertSettings, Settings
@@ -101,39 +100,57 @@ def test_missed_run_with_the_mail_server_down_still_exits_six(tmp_path: Path) ->
 
 
 def test_one_github_issue_opened_updated_and_closed(git_remote: tuple[Path, Path], tmp_path: Path) -> None:
-    from github import Auth, Github
+    from bot.adapters.forges.github import GitHubForge
+    from bot.adapters.forges.github_http import RetryPolicy
+    from bot.adapters.git import GitRepo
 
-    bare, _ = git_remote
+    bare, clone = git_remote
     with running_stub(bare) as stub:
-        repo = Github(
-            auth=Auth.Token(stub.token),
-            base_url=stub.api_url,
-            retry=None,
-            seconds_between_requests=None,
-            seconds_between_writes=None,
-        ).get_repo(stub.repository)
+        forge = GitHubForge(
+            GitRepo.open(clone), repository=stub.repository, token=stub.token, token_source="CHRONOPS_GITHUB_TOKEN",
+            api_url=stub.api_url, policy=RetryPolicy.no_backoff(),
+        )  # fmt: skip
         ws = ws_with(tmp_path / "ws", [run_row(10)])
-        code, _ = watchdog_command(ws, now=NOW, forge_kind="github", email=False, repository=lambda: repo)
+        code, _ = watchdog_command(ws, now=NOW, forge_kind="github", email=False, forge=lambda: forge)
         assert code == EXIT_RUN_MISSED
         assert [i["title"] for i in stub.issues.values()] == [f"{TITLE_PREFIX} for 10 days"]
         number = next(iter(stub.issues))
         assert stub.issues[number]["labels"] == ["chronops-watchdog"]
         # the same state again: nothing written; a day later: the same issue, retitled
-        health = watchdog_command(ws, now=NOW, forge_kind="github", email=False, repository=lambda: repo)[1]
-        assert open_or_update_issue(repo, health) == ("unchanged", number)
+        health = watchdog_command(ws, now=NOW, forge_kind="github", email=False, forge=lambda: forge)[1]
+        assert forge.ensure_issue(issue_spec(health)) == ("unchanged", number)
         code, _ = watchdog_command(
-            ws, now=NOW + timedelta(days=1), forge_kind="github", email=False, repository=lambda: repo
+            ws, now=NOW + timedelta(days=1), forge_kind="github", email=False, forge=lambda: forge
         )
         assert code == EXIT_RUN_MISSED and len(stub.issues) == 1
         assert stub.issues[number]["title"] == f"{TITLE_PREFIX} for 11 days"
         # runs are back: the issue is closed with a comment
         append_metrics(ws.metrics_path, [run_row(-0.5)])
         code, health = watchdog_command(
-            ws, now=NOW + timedelta(days=1), forge_kind="github", email=False, repository=lambda: repo
+            ws, now=NOW + timedelta(days=1), forge_kind="github", email=False, forge=lambda: forge
         )
         assert code == 0 and stub.issues[number]["state"] == "closed"
         assert any("Runs are back" in c["body"] for c in stub.comments)
-        assert close_issue(repo, health) is None
+        assert forge.close_issue(issue_spec(health), "again") is None
+
+
+def test_local_forge_keeps_one_issue_too(git_remote: tuple[Path, Path], tmp_path: Path) -> None:
+    from bot.adapters.forges.local import LocalForge
+    from bot.adapters.git import GitRepo
+
+    _, clone = git_remote
+    forge = LocalForge(GitRepo.open(clone), tmp_path / "forge" / "pulls.json")
+    health = check_runs(records_frame([], HistoryRecord), records_frame([run_row(10)], MetricsRecord), NOW, 7)
+    spec = issue_spec(health)
+    assert forge.ensure_issue(spec)[0] == "created"
+    assert forge.ensure_issue(spec)[0] == "unchanged"
+    later = issue_spec(check_runs(records_frame([], HistoryRecord), records_frame([run_row(11)], MetricsRecord), NOW, 7))
+    action, number = forge.ensure_issue(later)
+    assert action == "updated" and number == 1
+    assert forge.close_issue(later, "Runs are back") == 1
+    assert forge.close_issue(later, "Runs are back") is None
+    stored = json.loads((tmp_path / "forge" / "issues.json").read_text())["issues"]
+    assert [(i["number"], i["state"], i["comments"]) for i in stored] == [(1, "closed", ["Runs are back"])]
 
 
 def test_github_failure_is_a_warning_not_a_crash(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -141,7 +158,7 @@ def test_github_failure_is_a_warning_not_a_crash(tmp_path: Path, caplog: pytest.
         raise ConnectionError("no route to GitHub")
 
     ws = ws_with(tmp_path, [run_row(30)])
-    code, _ = watchdog_command(ws, now=NOW, forge_kind="github", email=False, repository=broken)
+    code, _ = watchdog_command(ws, now=NOW, forge_kind="github", email=False, forge=broken)
     assert code == EXIT_RUN_MISSED and "could not update its GitHub issue" in caplog.text
 
 

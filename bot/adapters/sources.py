@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +21,9 @@ from tenacity import (
     wait_random,
 )
 
+from bot.adapters.store import read_table
 from bot.errors import DataError
+from bot.workspace import Workspace
 
 MINDICADOR_URL = "https://mindicador.cl/api/dolar"
 
@@ -108,3 +110,34 @@ def fetch_mindicador(
     if not rows:
         raise DataError(f"{base_url}: no observations returned for {start_year}-{end}")
     return pd.DataFrame(rows, columns=["date", "value"])
+
+
+# The observado dated D is published the evening before; a weekend and a holiday ahead is still real.
+FUTURE_SLACK = timedelta(days=5)
+
+
+def load_series(ws: Workspace, as_of: date | None = None) -> pd.DataFrame:
+    if not ws.series_path.exists():
+        raise DataError(
+            f"{ws.series_path}: no series yet (run `chronops ingest --source csv PATH` or `--source mindicador`)"
+        )
+    from bot.core.series import validate_series
+
+    # the store is re-checked on every read: a file edited or damaged since ingest fails with one line
+    series, _ = validate_series(
+        read_table(ws.series_path, columns=["date", "value"]), source=str(ws.series_path),
+        max_gap_days=ws.settings.data.max_gap_days,
+    )  # fmt: skip
+    last = series["date"].iloc[-1].date()
+    if last > datetime.now(UTC).date() + FUTURE_SLACK:
+        raise DataError(
+            f"{ws.series_path}: last observation is dated {last}, in the future (today is {datetime.now(UTC).date()}); "
+            "re-ingest the series"
+        )
+    if as_of is not None:
+        from bot.core.series import known_as_of
+
+        series = known_as_of(series, as_of)
+    if len(series) < 10:
+        raise DataError(f"{ws.series_path}: only {len(series)} observations; need more history to forecast")
+    return series.sort_values("date", ignore_index=True)

@@ -7,17 +7,18 @@ or not anything fires; non-zero only on errors.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bot.adapters.sources import read_series_file
+from bot.adapters.sources import load_series, read_series_file
 from bot.core.series import known_as_of, validate_series
 from bot.core.triggers import TriggerDecision
-from bot.errors import DataError
-from bot.flow.pipeline import load_series, trigger_decision
+from bot.errors import ChronopsError, DataError
+from bot.flow.pipeline import trigger_decision
 from bot.workspace import Workspace, resolve_horizons
 
 
@@ -54,7 +55,7 @@ def check(
     ]
 
 
-def as_json(decisions: list[TriggerDecision]) -> dict[str, Any]:
+def as_json_doc(decisions: list[TriggerDecision]) -> dict[str, Any]:
     return {"schema_version": 1, "decisions": [d.to_json() for d in decisions]}
 
 
@@ -67,3 +68,21 @@ def describe(d: TriggerDecision) -> str:
         if reason and not check_.fired:
             lines.append(f"  · {name}: {reason}")
     return "\n".join(lines)
+
+
+def check_command(
+    root: Path, *, horizon: str | None, all_: bool, data: Path | None, as_of: str | None, as_json: bool,
+    console: Any,
+) -> None:  # fmt: skip
+    when = None
+    if as_of:
+        try:
+            when = date.fromisoformat(as_of)
+        except ValueError:
+            raise ChronopsError(f"--as-of {as_of!r} is not a date (use YYYY-MM-DD)") from None
+    decisions = check(root, horizon=horizon, all_=all_, data=data, as_of=when)
+    if as_json:
+        console.print_json(json.dumps(as_json_doc(decisions), default=str))
+        return
+    for d in decisions:
+        console.print(describe(d), markup=False, highlight=False)

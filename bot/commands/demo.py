@@ -23,7 +23,7 @@ from bot.adapters.tiny import build_tiny_model
 from bot.commands.init import scaffold
 from bot.core.config import HORIZONS, Family
 from bot.core.series import validate_series
-from bot.flow.pipeline import ProgressFactory
+from bot.flow.outcome import ProgressFactory
 from bot.settings import SETTINGS_FILE
 from bot.workspace import Workspace
 
@@ -110,8 +110,11 @@ def run_demo(root: Path, *, progress: ProgressFactory | None, say: Callable[[str
 def _demo_loop(
     root: Path, ws_root: Path, ws: Workspace, *, progress: ProgressFactory | None, say: Callable[[str], None]
 ) -> str:
-    from bot.commands.run import describe, make_forge, rollback_command
-    from bot.flow.pipeline import RunOptions, new_run_id, run_horizon, utcnow
+    from bot.adapters.forges.factory import make_forge
+    from bot.commands.rollback import rollback_command
+    from bot.commands.run import describe
+    from bot.flow.outcome import RunOptions, new_run_id, utcnow
+    from bot.flow.pipeline import run_horizon
 
     forge = make_forge(ws, "local")
     now = utcnow()
@@ -156,7 +159,7 @@ def _demo_loop(
             f"  workspace:   {ws_root}",
             f"  reports:     {ws.runs_dir / run_id}/<horizon>/pr_body.md, report.json",
             f"  history:     {ws.history_path}  (chronops history -w {ws_root})",
-            f"  pull reqs:   {ws_root / 'data/forge/pulls.json'}",
+            f"  pull reqs:   {ws.pulls_path}",
             f"  git log:     git -C {root / 'origin.git'} log --graph --oneline main",
             "",
             log,

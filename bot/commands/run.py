@@ -8,47 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from bot.adapters.configs import read_config
-from bot.adapters.forges.base import Forge, LocalForge
+from bot.adapters.forges.base import Forge
+from bot.adapters.forges.factory import make_forge
+from bot.adapters.forges.local import LocalForge
 from bot.adapters.git import GitRepo
 from bot.adapters.history import HistoryRecord, read_history, record_optimization
 from bot.adapters.lock import workspace_lock
+from bot.adapters.sources import load_series
 from bot.errors import ChronopsError, ForgeError
-from bot.faults import crash_point
 from bot.flow import recovery
-from bot.flow.pipeline import (
-    HorizonOutcome,
-    ProgressFactory,
-    RunOptions,
-    load_series,
-    new_run_id,
-    run_horizon,
-    utcnow,
-)
+from bot.flow.outcome import HorizonOutcome, ProgressFactory, RunOptions, new_run_id, utcnow
+from bot.flow.pipeline import run_horizon
 from bot.secrets import redact
 from bot.settings import DRY_RUN_LEVELS
 from bot.workspace import Workspace, resolve_horizons
 
 Say = Callable[[str], None]
-
-
-def make_forge(ws: Workspace, kind: str | None) -> Forge:
-    kind = kind or ws.settings.forge.kind
-    if kind == "local":
-        repo = GitRepo.open(ws.root)
-        return LocalForge(
-            repo,
-            ws.path("data/forge/pulls.json"),
-            base=ws.settings.forge.base_branch,
-            snooze_weeks=ws.settings.triggers.snooze_weeks,
-        )
-    if kind == "github":
-        try:
-            from bot.adapters.forges.github import GitHubForge
-        except ImportError:
-            raise ForgeError("the GitHub forge is not available in this build") from None
-        forge: Forge = GitHubForge.from_environment(ws)
-        return forge
-    raise ChronopsError(f"unknown forge '{kind}' (use local or github)")
 
 
 def run_command(
@@ -242,55 +217,3 @@ def _record_failure(ws: Workspace, horizon: str, run_id: str, now: Any, message:
     )  # fmt: skip
 
 
-def rollback_command(
-    root: Path, *, horizon: str, to: str | None, reason: str, merge: bool, forge_kind: str | None, say: Say
-) -> None:
-    ws = Workspace.open(root)
-    resolve_horizons(horizon, False)
-    reason = redact(reason)  # recorded and published, like run's --reason
-    forge = make_forge(ws, forge_kind)
-    with workspace_lock(ws.path("data"), timeout=ws.settings.data.lock_timeout_seconds):
-        started = utcnow()
-        run_id = new_run_id(started)
-        recovery.recover(ws, started, run_id, say)
-        if isinstance(forge, LocalForge):
-            _reconcile(forge)
-        marker = recovery.begin(ws, run_id, horizon, _command_line(), started)
-        try:
-            _rollback_locked(ws, forge, run_id, horizon=horizon, to=to, reason=reason, merge=merge, say=say)
-        except ChronopsError:
-            recovery.end(marker)  # a known failure changed nothing: not an incomplete run
-            raise
-        recovery.end(marker)
-
-
-def _rollback_locked(
-    ws: Workspace, forge: Forge, run_id: str, *, horizon: str, to: str | None, reason: str, merge: bool, say: Say
-) -> None:
-    pull = forge.rollback(horizon, to=to, reason=reason, merge=merge)
-    crash_point("rollback:done")
-    now = utcnow()
-    record_optimization(
-        ws.history_path,
-        HistoryRecord(
-            run_id=run_id, horizon=horizon, optimization_date=now, triggered_by="rollback",
-            performance_degradation_pct=None, drift_severity="NONE", days_since_last=None, success=True,
-            status="rolled_back" if pull.state == "merged" else "rollback_proposed",
-            pull_request=str(pull.number), override_reason=None, notes=f"reverts #{pull.reverts}: {reason}",
-        ),
-    )  # fmt: skip
-    if pull.state == "merged":
-        from bot.flow.alerts import notify
-        from bot.flow.records import record_merge
-
-        record_merge(ws, pull, now)
-        notify(
-            ws,
-            "rollback_executed",
-            {
-                "horizon": horizon, "reason": reason, "automatic": False, "from_version": f"#{pull.reverts}",
-                "to_version": "previous config", "commit": pull.merge_sha or "", "executed_at": now,
-            },
-        )  # fmt: skip
-    state = "merged" if pull.state == "merged" else "opened (merge it to roll back)"
-    say(f"{horizon}: revert pull request #{pull.number} {state}: {pull.title}")

@@ -8,6 +8,7 @@ each setting would have given.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ import pandas as pd
 from bot.adapters.store import read_table
 from bot.core.gate import Verdict, evaluate_gate
 from bot.core.metrics import per_origin_loss, pooled_scores
+from bot.core.params import ApprovalSettings
 from bot.errors import DataError
-from bot.settings import ApprovalSettings
 from bot.workspace import Workspace
 
 RESULT_COLUMNS = ["config_key", "set", "origin", "step", "actual", "point", "lo95", "hi95", "crps", "naive", "seconds"]
@@ -89,3 +90,31 @@ def _read_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
 def with_overrides(approval: ApprovalSettings, overrides: dict[str, float | None]) -> ApprovalSettings:
     changes = {k: float(v) for k, v in overrides.items() if v is not None}
     return replace(approval, **changes)
+
+
+def validate_command(
+    root: Path,
+    run_id: str,
+    *,
+    horizon: str | None,
+    overrides: dict[str, float | None],
+    as_json: bool,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Re-judge every horizon of RUN_ID (or one) with the settings' thresholds and `overrides`."""
+    ws = Workspace.open(root)
+    approval = with_overrides(ws.settings.approval, overrides)
+    docs = []
+    for run_dir in run_dirs(ws, run_id):
+        if horizon and run_dir.name != horizon:
+            continue
+        verdict, stored = revalidate(run_dir, approval)
+        same = stored is not None and stored.to_dict() == verdict.to_dict()
+        docs.append({"horizon": run_dir.name, "verdict": verdict.to_dict(), "same_as_stored": same})
+        if not as_json:
+            say(f"{run_dir.name}: {verdict.headline}" + ("" if same else "  (differs from the stored verdict)"))
+            for c in verdict.criteria:
+                mark = "pass" if c.passed else "FAIL"
+                value = "n/a" if c.value is None else f"{c.value:.4g}"
+                say(f"  {mark}  {c.label}: {value} {c.comparator} {c.threshold:g}")
+    return {"run_id": run_id, "horizons": docs}

@@ -329,3 +329,8 @@ def json_schema() -> dict[str, Any]:
         },
         "allOf": [quantile_family],
     }
+
+
+def is_initial(cfg: HorizonConfig) -> bool:
+    """A scaffolded config (provenance.source == 'init') was never validated: initial deployment."""
+    return cfg.provenance.source == "init"

@@ -42,7 +42,7 @@ import pandas as pd
 from scipy import stats
 
 from bot.core.metrics import Scores
-from bot.settings import ApprovalSettings
+from bot.core.params import ApprovalSettings
 
 Decision = Literal["approved", "rejected", "approved_override", "initial_approved", "initial_rejected"]
 DECISIONS: tuple[str, ...] = get_args(Decision)

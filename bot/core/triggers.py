@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bot.core.params import TriggerSettings
 from bot.core.series import known_as_of
-from bot.settings import TriggerSettings
 
 Severity = Literal["NONE", "LOW", "MEDIUM", "HIGH"]
 SEVERITIES: tuple[Severity, ...] = ("NONE", "LOW", "MEDIUM", "HIGH")

@@ -29,7 +29,7 @@ from bot.flow.records import records_frame
 
 if TYPE_CHECKING:
     from bot.core.triggers import TriggerDecision
-    from bot.flow.pipeline import HorizonOutcome
+    from bot.flow.outcome import HorizonOutcome
     from bot.settings import AlertSettings
     from bot.workspace import Workspace
 

@@ -107,7 +107,12 @@ class BacktestCache:
         return len(self._rows)
 
 
-def _group_key(cfg: HorizonConfig, share_draws: bool = True) -> tuple[object, ...]:
+def backtest_cache_key(model_id: str, revision: str, cfg: HorizonConfig) -> str:
+    """The backtest cache's key for a config: model, its revision, and the hash of what changes forecasts."""
+    return f"{model_id}@{revision}|{config_hash(cfg)}"
+
+
+def draw_group_key(cfg: HorizonConfig, share_draws: bool = True) -> tuple[object, ...]:
     """Configs with the same key share one predict call per origin (they differ only in num_samples)."""
     key: tuple[object, ...] = (cfg.effective_context_length, cfg.prediction_length)
     if cfg.model_family is Family.T5:
@@ -146,7 +151,7 @@ class Engine:
         """Predict calls `evaluate` would make: (call group, origin) pairs not fully in the cache."""
         groups: dict[tuple[object, ...], list[HorizonConfig]] = {}
         for cfg in configs:
-            groups.setdefault(_group_key(cfg), []).append(cfg)
+            groups.setdefault(draw_group_key(cfg), []).append(cfg)
         pending = 0
         for members in groups.values():
             for origin in origins:
@@ -167,7 +172,7 @@ class Engine:
         return seconds
 
     def cache_key(self, cfg: HorizonConfig) -> str:
-        return f"{self.model.model_id}@{self.model.revision}|{config_hash(cfg)}"
+        return backtest_cache_key(self.model.model_id, self.model.revision, cfg)
 
     def _fingerprint(self, cfg: HorizonConfig, origin: int) -> str:
         ctx = context_window(self.values, origin, cfg.effective_context_length)
@@ -198,7 +203,7 @@ class Engine:
         configs = list({config_hash(c): c for c in configs}.values())
         groups: dict[tuple[object, ...], list[HorizonConfig]] = {}
         for cfg in configs:
-            groups.setdefault(_group_key(cfg, share_draws), []).append(cfg)
+            groups.setdefault(draw_group_key(cfg, share_draws), []).append(cfg)
         frames: dict[str, list[pd.DataFrame]] = {config_hash(c): [] for c in configs}
         seconds: dict[str, dict[pd.Timestamp, float]] = {config_hash(c): {} for c in configs}
         total = len(groups) * len(origins)

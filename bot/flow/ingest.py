@@ -29,7 +29,7 @@ def ingest_series(
     frame, report = validate_series(raw, source=label, max_gap_days=ws.settings.data.max_gap_days)
     with file_lock(ws.series_path):
         write_table(ws.series_path, frame)
-    marker = ws.series_path.parent / "SYNTHETIC"
+    marker = ws.synthetic_marker
     if marker.exists() and source != "synthetic":
         marker.unlink()
     if ws.forecasts_path.exists():

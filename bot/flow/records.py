@@ -30,7 +30,7 @@ from bot.adapters.store import append_rows, file_lock, read_table, write_table
 
 if TYPE_CHECKING:
     from bot.adapters.forges.base import PullRecord
-    from bot.flow.pipeline import HorizonOutcome
+    from bot.flow.outcome import HorizonOutcome
     from bot.workspace import Workspace
 
 EVENTS = ("run", "merge", "rollback", "deploy")

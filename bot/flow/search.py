@@ -21,7 +21,7 @@ import pandas as pd
 
 from bot.core.config import HorizonConfig, config_hash
 from bot.core.search import halving_rungs, halving_survivors
-from bot.flow.engine import Engine, Evaluation, ProgressFn, _group_key
+from bot.flow.engine import Engine, Evaluation, ProgressFn, draw_group_key
 
 STRATEGIES = ("grid", "random", "halving")
 
@@ -39,7 +39,7 @@ def _rmse(steps: pd.DataFrame) -> float:
 
 
 def _calls(configs: Sequence[HorizonConfig]) -> int:
-    return len({_group_key(c) for c in configs})
+    return len({draw_group_key(c) for c in configs})
 
 
 def run_search(
@@ -68,7 +68,7 @@ def run_search(
             fit = max(1, int(budget_seconds / max(per_call * len(origins), 1e-9)))
             groups: dict[tuple[object, ...], list[HorizonConfig]] = {}
             for c in chosen:
-                groups.setdefault(_group_key(c), []).append(c)
+                groups.setdefault(draw_group_key(c), []).append(c)
             keys = sorted(groups, key=repr)
             picked = sorted(rng.sample(range(len(keys)), min(fit, len(keys))))
             chosen = [c for i in picked for c in groups[keys[i]]]

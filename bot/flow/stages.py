@@ -19,7 +19,8 @@ from bot.core.config import parse_config
 from bot.core.gate import Verdict
 from bot.errors import DataError
 from bot.flow import recovery
-from bot.flow.pipeline import HorizonOutcome, RunOptions, finish_horizon
+from bot.flow.outcome import HorizonOutcome, RunOptions
+from bot.flow.propose import finish_horizon
 from bot.workspace import Workspace
 
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from bot.adapters.forges.base import Forge, IssueSpec
+from bot.adapters.forges.factory import make_forge
 from bot.adapters.history import read_history
 from bot.core.kpis import run_table
 from bot.core.schedule import last_scheduled_run
@@ -27,8 +29,6 @@ from bot.flow.alerts import notify, record_local_alert
 from bot.flow.records import read_metrics
 
 if TYPE_CHECKING:
-    from github.Issue import Issue
-    from github.Repository import Repository
 
     from bot.workspace import Workspace
 
@@ -117,38 +117,10 @@ def issue_body(health: RunHealth) -> str:
     )
 
 
-def _watchdog_issue(repo: Repository) -> Issue | None:
-    """The open watchdog issue: by label first, then by title or marker among all open issues."""
-    for issues in (repo.get_issues(state="open", labels=[ISSUE_LABEL]), repo.get_issues(state="open")):
-        for issue in issues:
-            if issue.pull_request is not None:
-                continue
-            if issue.title.startswith(TITLE_PREFIX) or ISSUE_MARKER in (issue.body or ""):
-                return issue
-    return None
-
-
-def open_or_update_issue(repo: Repository, health: RunHealth) -> tuple[str, int]:
-    """Keep exactly one open watchdog issue; returns (created | updated | unchanged, its number)."""
-    body = issue_body(health)
-    issue = _watchdog_issue(repo)
-    if issue is None:
-        created = repo.create_issue(title=health.title, body=body, labels=[ISSUE_LABEL])
-        return "created", created.number
-    if issue.title == health.title and (issue.body or "") == body:
-        return "unchanged", issue.number
-    issue.edit(title=health.title, body=body)
-    return "updated", issue.number
-
-
-def close_issue(repo: Repository, health: RunHealth) -> int | None:
-    """Close the open watchdog issue once runs are back; returns its number (None if there was none)."""
-    issue = _watchdog_issue(repo)
-    if issue is None:
-        return None
-    issue.create_comment(f"Runs are back: {health.message}. Closing.")
-    issue.edit(state="closed")
-    return issue.number
+def issue_spec(health: RunHealth) -> IssueSpec:
+    return IssueSpec(
+        title=health.title, body=issue_body(health), label=ISSUE_LABEL, marker=ISSUE_MARKER, title_prefix=TITLE_PREFIX
+    )
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -161,13 +133,12 @@ def watchdog_command(
     max_days: int | None = None,
     forge_kind: str | None = None,
     email: bool = True,
-    repository: Callable[[], Repository] | None = None,
+    forge: Callable[[], Forge] | None = None,
     say: Callable[[str], None] = lambda _: None,
 ) -> tuple[int, RunHealth]:
     """Check, then alert (email + issue on GitHub / a record locally). Returns (exit code, health).
 
-    `repository` gives the PyGithub repository when the forge is GitHub (default: from the
-    environment, as the GitHub forge does). Failures to alert are warnings, never errors: the exit
+    `forge` builds the GitHub forge (default: from the environment, as `chronops run` does). Failures to alert are warnings, never errors: the exit
     code says whether runs were missed.
     """
     health = workspace_health(ws, now, max_days)
@@ -175,13 +146,14 @@ def watchdog_command(
     kind = forge_kind or ws.settings.forge.kind
     if health.healthy:
         if kind == "github":
-            _on_github(ws, repository, lambda repo: _report_closed(close_issue(repo, health), say))
+            comment = f"Runs are back: {health.message}. Closing."
+            _on_github(ws, forge, lambda f: _report_closed(f.close_issue(issue_spec(health), comment), say))
         return 0, health
     if email:
         sent = notify(ws, "run_missed", alert_context(health), now=now)
         say("run_missed email sent" if sent else "run_missed email not sent (see the alerts log)")
     if kind == "github":
-        _on_github(ws, repository, lambda repo: _report_issue(open_or_update_issue(repo, health), say))
+        _on_github(ws, forge, lambda f: _report_issue(f.ensure_issue(issue_spec(health)), say))
     else:
         record_local_alert(ws, "run_missed", "all", health.title, now)
         say(f"recorded: {health.title}")
@@ -198,18 +170,8 @@ def _report_closed(number: int | None, say: Callable[[str], None]) -> None:
         say(f"watchdog issue #{number} closed")
 
 
-def _on_github(
-    ws: Workspace, repository: Callable[[], Repository] | None, action: Callable[[Repository], None]
-) -> None:
+def _on_github(ws: Workspace, forge: Callable[[], Forge] | None, action: Callable[[Forge], None]) -> None:
     try:
-        repo = repository() if repository is not None else _repository_from_env(ws)
-        action(repo)
+        action(forge() if forge is not None else make_forge(ws, "github"))
     except Exception as exc:  # the exit code already tells; a GitHub hiccup must not hide it
         log.warning("watchdog could not update its GitHub issue: %s", " ".join(str(exc).split())[:300])
-
-
-def _repository_from_env(ws: Workspace) -> Repository:
-    from bot.adapters.forges.github import GitHubForge
-
-    forge = GitHubForge.from_environment(ws)
-    return forge.api_repository()

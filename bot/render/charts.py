@@ -202,3 +202,168 @@ def render_panels(panels: Sequence[Panel], *, width: int = 960, height: int = 32
     """One SVG per panel, all on the same axes so they can be compared by eye."""
     domain = shared_domain(panels)
     return [render_panel(p, domain, width=width, height=height) for p in panels]
+
+
+# The dashboard's charts: one size, margins that leave room for the axis labels.
+W, H = 640, 280
+LEFT, RIGHT, TOP, BOTTOM = 56, 16, 40, 56
+
+COLORS = {
+    "merged": "#16a34a", "proposed": "#2563eb", "rejected": "#dc2626", "no_change": "#9ca3af",
+    "failed": "#7c2d12", "skipped": "#e5e7eb", "before": "#9ca3af", "after": "#2563eb",
+    "performance": "#f59e0b", "drift": "#8b5cf6", "time": "#0ea5e9", "manual": "#64748b",
+    "line": "#2563eb", "target": "#16a34a",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Bars:
+    name: str
+    color: str
+    values: tuple[float, ...]
+
+
+def _open(chart_id: str, title: str, width: int = W, height: int = H) -> list[str]:
+    return [
+        f'<svg id="{escape(chart_id)}" class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}" font-family="system-ui, sans-serif" font-size="11">',
+        f"<title>{escape(title)}</title>",
+    ]
+
+
+def _empty(chart_id: str, title: str, message: str) -> str:
+    parts = _open(chart_id, title, W, 120)
+    parts.append(f'<rect x="0.5" y="0.5" width="{W - 1}" height="119" fill="#f9fafb" stroke="#e5e7eb"/>')
+    parts.append(f'<text x="{W / 2}" y="64" text-anchor="middle" fill="#6b7280">{escape(message)}</text>')
+    return "\n".join([*parts, "</svg>"])
+
+
+def _series_legend(names: Sequence[tuple[str, str]]) -> list[str]:
+    out, x = [], LEFT
+    for name, color in names:
+        out.append(f'<rect x="{x}" y="12" width="10" height="10" fill="{color}"/>')
+        out.append(f'<text x="{x + 14}" y="21">{escape(name)}</text>')
+        x += 24 + 7 * len(name)
+    return out
+
+
+def _y_axis(lo: float, hi: float, unit: str, width: int, height: int) -> tuple[list[str], float, float]:
+
+    ticks = nice_ticks(lo, hi) or [lo, hi]
+    y0, y1 = min(lo, ticks[0]), max(hi, ticks[-1])
+    if y1 <= y0:
+        y1 = y0 + 1.0
+    out = []
+    for t in ticks:
+        y = _y(t, y0, y1, height)
+        out.append(f'<line x1="{LEFT}" x2="{width - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>')
+        label = f"{t:,.0f}" if abs(t) >= 10 or t == int(t) else f"{t:,.2g}"
+        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(label + unit)}</text>')
+    out.append(
+        f'<polyline points="{LEFT},{TOP} {LEFT},{height - BOTTOM} {width - RIGHT},{height - BOTTOM}" '
+        'fill="none" stroke="#6b7280"/>'
+    )
+    return out, y0, y1
+
+
+def _y(value: float, y0: float, y1: float, height: int) -> float:
+    return (height - BOTTOM) - (value - y0) / (y1 - y0) * (height - BOTTOM - TOP)
+
+
+def bar_chart(
+    chart_id: str,
+    title: str,
+    categories: Sequence[str],
+    series: Sequence[Bars],
+    *,
+    stacked: bool = False,
+    unit: str = "",
+    empty: str = "no data yet",
+) -> str:
+    """Grouped (or stacked) vertical bars, one group per category. Every text is escaped."""
+    values = [v for s in series for v in s.values if math.isfinite(v)]
+    if not categories or not values:
+        return _empty(chart_id, title, empty)
+    tops = [sum(max(s.values[i], 0.0) for s in series) for i in range(len(categories))] if stacked else values
+    lo = min(0.0, *values)
+    hi = max(max(tops), 0.0) or 1.0
+    parts = _open(chart_id, title)
+    axis, y0, y1 = _y_axis(lo, hi * 1.05, unit, W, H)
+    parts += axis + _series_legend([(s.name, s.color) for s in series])
+    slot = (W - LEFT - RIGHT) / len(categories)
+    bar_w = slot * 0.7 / (1 if stacked else len(series))
+    for i, cat in enumerate(categories):
+        x0 = LEFT + i * slot + slot * 0.15
+        base = 0.0
+        for j, s in enumerate(series):
+            v = s.values[i]
+            if not math.isfinite(v):
+                continue
+            x = x0 if stacked else x0 + j * bar_w
+            lo_v, hi_v = (base, base + v) if stacked else (min(0.0, v), max(0.0, v))
+            top, bottom = _y(hi_v, y0, y1, H), _y(lo_v, y0, y1, H)
+            parts.append(
+                f'<rect x="{x:.1f}" y="{top:.1f}" width="{max(bar_w - 1, 1):.1f}" '
+                f'height="{max(bottom - top, 0):.1f}" fill="{s.color}">'
+                f"<title>{escape(f'{cat} · {s.name}: {v:,.2f}{unit}')}</title></rect>"
+            )
+            if stacked:
+                base += v
+        label_x = LEFT + (i + 0.5) * slot
+        parts.append(
+            f'<text x="{label_x:.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{escape(cat)}</text>'
+            if len(categories) <= 8 else
+            f'<text x="{label_x:.1f}" y="{H - BOTTOM + 12}" text-anchor="end" '
+            f'transform="rotate(-35 {label_x:.1f} {H - BOTTOM + 12})">{escape(cat)}</text>'
+        )  # fmt: skip
+    return "\n".join([*parts, "</svg>"])
+
+
+def line_chart(
+    chart_id: str,
+    title: str,
+    points: Sequence[tuple[date, float]],
+    *,
+    y_range: tuple[float, float] | None = None,
+    unit: str = "",
+    target: tuple[float, str] | None = None,
+    empty: str = "no data yet",
+) -> str:
+    """One line over dates, with dots, an optional horizontal target line."""
+
+    pts = [(d, v) for d, v in points if math.isfinite(v)]
+    if not pts:
+        return _empty(chart_id, title, empty)
+    x_lo, x_hi = min(d for d, _ in pts), max(d for d, _ in pts)
+    if x_hi == x_lo:
+        x_lo, x_hi = x_lo - timedelta(days=1), x_hi + timedelta(days=1)
+    lo, hi = y_range or (min(v for _, v in pts), max(v for _, v in pts))
+    parts = _open(chart_id, title)
+    axis, y0, y1 = _y_axis(lo, hi, unit, W, H)
+    parts += axis
+    span = (x_hi - x_lo).days
+
+    def x(d: date) -> float:
+        return LEFT + (d - x_lo).days / span * (W - LEFT - RIGHT)
+
+    for d in date_ticks(x_lo, x_hi, 5):
+        parts.append(
+            f'<text x="{x(d):.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{d.isoformat()}</text>'
+        )
+    legend = [(title.split(" (")[0], COLORS["line"])]
+    if target is not None:
+        ty = _y(target[0], y0, y1, H)
+        parts.append(
+            f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="{COLORS["target"]}" '
+            'stroke-dasharray="6 4"/>'
+        )
+        legend.append((target[1], COLORS["target"]))
+    parts += _series_legend(legend)
+    coords = " ".join(f"{x(d):.1f},{_y(v, y0, y1, H):.1f}" for d, v in pts)
+    parts.append(f'<polyline points="{coords}" fill="none" stroke="{COLORS["line"]}" stroke-width="2"/>')
+    for d, v in pts:
+        parts.append(
+            f'<circle cx="{x(d):.1f}" cy="{_y(v, y0, y1, H):.1f}" r="3" fill="{COLORS["line"]}">'
+            f"<title>{escape(f'{d.isoformat()}: {v:,.1f}{unit}')}</title></circle>"
+        )
+    return "\n".join([*parts, "</svg>"])

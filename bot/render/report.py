@@ -27,7 +27,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from bot.adapters.store import atomic_write_text
+from bot.core.marker import METADATA_MARKER, metadata_comment
 from bot.render.charts import Panel, Window, render_panels
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"  # a link to the top-level templates/, shipped as package data
@@ -35,7 +35,6 @@ PR_BODY_LIMIT = 65_000  # GitHub refuses bodies over 65,536 characters; keep a m
 REPORT_SCHEMA_VERSION = 1
 HTML_LIMITS = (2_000, 200, 1_000)  # longest string, longest list of strings, ranking rows
 PANEL_COLORS = ("#d97706", "#2563eb", "#059669", "#7c3aed")
-METADATA_MARKER = "<!-- chronops-metadata"
 # (longest string, longest list of strings, ranking rows) for each successive attempt at the PR body
 PR_BODY_LEVELS = ((2_000, 50, 100), (500, 20, 25), (160, 10, 10), (60, 5, 0))
 DISPLAY_ONLY_KEYS = ("truncated_note",)
@@ -155,8 +154,8 @@ def one_line(value: object, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _tojson_compact(value: object) -> str:
-    return json.dumps(_json_clean(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+def _metadata_comment(value: Mapping[str, Any]) -> str:
+    return metadata_comment(_json_clean(value))
 
 
 def environment(templates: Path = TEMPLATES_DIR) -> jinja2.Environment:
@@ -176,7 +175,7 @@ def environment(templates: Path = TEMPLATES_DIR) -> jinja2.Environment:
         crit=fmt_criterion,
         when=fmt_when,
         one_line=one_line,
-        tojson_compact=_tojson_compact,
+        metadata_comment=_metadata_comment,
     )
     return env
 
@@ -485,27 +484,3 @@ def run_emails(
 # --- files ---------------------------------------------------------------------------------------
 
 
-def write_run_reports(
-    run_dir: Path,
-    context: Mapping[str, Any],
-    chart_data: Sequence[Panel],
-    *,
-    started_at: datetime | None = None,
-    automerge: bool = False,
-    search_seconds: float | None = None,
-) -> dict[str, Path]:
-    """Render and atomically write every report of one horizon's run; returns {relative name: path}:
-    pr_body.md, report.json, report.html and emails/<event>.json ({subject, text, html})."""
-    files = {
-        "pr_body.md": render_pr_body(context),
-        "report.json": render_json(context),
-        "report.html": render_html(context, chart_data),
-    }
-    emails = run_emails(context, started_at=started_at, automerge=automerge, search_seconds=search_seconds)
-    for event, email in emails.items():
-        files[f"emails/{event}.json"] = json.dumps({"event": event, **email.to_dict()}, indent=2) + "\n"
-    paths = {}
-    for name, text in files.items():
-        atomic_write_text(run_dir / name, text)
-        paths[name] = run_dir / name
-    return paths

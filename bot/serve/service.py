@@ -22,223 +22,25 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import numpy as np
-import pandas as pd
-
 from bot.adapters.chronos import LoadedModel, load_model
 from bot.adapters.configs import read_config
-from bot.adapters.forecast_log import FORECAST_COLUMNS, append_forecasts, read_forecast_log
-from bot.adapters.store import file_lock
-from bot.adapters.tiny import is_random_weight_model
-from bot.core.calendar import banking_days_after
-from bot.core.config import HORIZONS, HorizonConfig, config_hash
-from bot.core.metrics import Forecast
-from bot.core.schedule import SANTIAGO
+from bot.core.config import HorizonConfig, config_hash
+from bot.core.series import SeriesReport
 from bot.errors import ChronopsError
-from bot.workspace import Workspace, resolve_horizons
+from bot.serve.issue import Issue, issue_forecast, model_is_random, santiago_today, utcnow
+from bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def santiago_today(now: datetime) -> date:
-    """The issue date: the calendar day in Chile, where the observado is published."""
-    return now.astimezone(SANTIAGO).date()
-
-
-def target_dates(last_observation: pd.Timestamp, steps: int) -> pd.DatetimeIndex:
-    """The next `steps` Chilean banking days after the last observation (weekends, public holidays
-    and the Dec 31 bank holiday skipped: `bot.core.calendar`), one per forecast step."""
-    return pd.DatetimeIndex(banking_days_after(pd.Timestamp(last_observation).date(), steps))
-
-
-def live_config_path(ws: Workspace, horizon: str, live_dir: Path | None) -> Path:
-    """configs/<h>.json of the workspace, or <live_dir>/<h>.json when a live dir is given."""
-    return (live_dir / f"{horizon}.json") if live_dir is not None else ws.config_path(horizon)
-
-
-def model_is_random(ws: Workspace, model_id: str) -> bool:
-    path = Path(model_id)
-    path = path if path.is_absolute() else ws.root / path
-    return path.is_dir() and is_random_weight_model(path)
-
-
-def predict_config(
-    model: LoadedModel, cfg: HorizonConfig, values: np.ndarray, *, seed: int, sample_chunk: int
-) -> Forecast:
-    """One forecast of `cfg.prediction_length` steps from the last `effective_context_length` values."""
-    context = np.asarray(values, dtype=np.float64)[-cfg.effective_context_length :]
-    forecast, _seconds = model.predict(
-        context, cfg.prediction_length, num_samples=cfg.num_samples, temperature=cfg.temperature,
-        top_k=cfg.top_k, top_p=cfg.top_p, seed=seed, sample_chunk=sample_chunk,
-    )  # fmt: skip
-    return forecast
-
-
-def forecast_rows(
-    cfg: HorizonConfig,
-    forecast: Forecast,
-    targets: pd.DatetimeIndex,
-    *,
-    issue_date: date,
-    created_at: datetime,
-) -> pd.DataFrame:
-    """The forecast log rows of one issue (FORECAST_COLUMNS)."""
-    lo, hi = forecast.interval95()
-    n = len(targets)
-    return pd.DataFrame(
-        {
-            "issue_date": [pd.Timestamp(issue_date)] * n,
-            "horizon": cfg.horizon,
-            "config_hash": config_hash(cfg),
-            "target_date": targets,
-            "point": forecast.median()[:n],
-            "lo95": lo[:n],
-            "hi95": hi[:n],
-            "model_id": cfg.model_id,
-            "created_at": pd.Timestamp(created_at),
-        },
-        columns=FORECAST_COLUMNS,
-    )
-
-
-@dataclass(frozen=True)
-class Issue:
-    """One horizon's forecast for one issue date; `appended` is False when the log already had it."""
-
-    horizon: str
-    issue_date: date
-    config_hash: str
-    model_id: str
-    rows: pd.DataFrame
-    appended: bool
-    random_weights: bool
-    last_observation: date
-
-    def to_json(self) -> dict[str, Any]:
-        steps = [
-            {
-                "target_date": pd.Timestamp(r.target_date).date().isoformat(),
-                "point": float(r.point),
-                "lo95": float(r.lo95),
-                "hi95": float(r.hi95),
-            }
-            for r in self.rows.itertuples(index=False)
-        ]
-        created = self.rows["created_at"].iloc[0] if len(self.rows) else None
-        return {
-            "horizon": self.horizon,
-            "issue_date": self.issue_date.isoformat(),
-            "config_hash": self.config_hash,
-            "model_id": self.model_id,
-            "created_at": pd.Timestamp(created).isoformat() if created is not None else None,
-            "last_observation": self.last_observation.isoformat(),
-            "random_weights": self.random_weights,
-            "steps": steps,
-        }
-
-    def describe(self) -> str:
-        first, last = self.rows["target_date"].iloc[0], self.rows["target_date"].iloc[-1]
-        what = "appended to the forecast log" if self.appended else "already in the forecast log"
-        note = " (random-weight test model: the numbers are meaningless)" if self.random_weights else ""
-        return (
-            f"{self.horizon}: issue {self.issue_date} config {self.config_hash}: {len(self.rows)} steps "
-            f"{first:%Y-%m-%d} → {last:%Y-%m-%d}, {what}{note}"
-        )
-
-
-def _logged(path: Path, issue_date: date, horizon: str, digest: str) -> pd.DataFrame | None:
-    if not path.exists():
-        return None
-    frame = read_forecast_log(path)
-    mine = frame[
-        (frame["issue_date"] == pd.Timestamp(issue_date))
-        & (frame["horizon"] == horizon)
-        & (frame["config_hash"] == digest)
-    ]
-    if mine.empty:
-        return None
-    latest = mine["created_at"].max()
-    return mine[mine["created_at"] == latest].sort_values("target_date", ignore_index=True)
-
-
-def issue_forecast(
-    ws: Workspace,
-    cfg: HorizonConfig,
-    *,
-    series: pd.DataFrame,
-    issue_date: date,
-    now: datetime,
-    model: LoadedModel | None = None,
-) -> Issue:
-    """Forecast `cfg` from `series` (the rows known on `issue_date`) and append it once to the log."""
-    digest = config_hash(cfg)
-    path = ws.forecasts_path
-    last_obs = pd.Timestamp(series["date"].iloc[-1])
-    random = model_is_random(ws, cfg.model_id)
-
-    def issue(rows: pd.DataFrame, appended: bool) -> Issue:
-        return Issue(cfg.horizon, issue_date, digest, cfg.model_id, rows, appended, random, last_obs.date())
-
-    existing = _logged(path, issue_date, cfg.horizon, digest)
-    if existing is not None:
-        return issue(existing, False)
-    model = model or load_model(cfg.model_id, expected_family=cfg.model_family, workspace=ws.root)
-    search = ws.settings.search
-    forecast = predict_config(
-        model, cfg, series["value"].to_numpy(), seed=search.seed, sample_chunk=search.sample_chunk
-    )
-    rows = forecast_rows(
-        cfg, forecast, target_dates(last_obs, cfg.prediction_length), issue_date=issue_date, created_at=now
-    )
-    # Check-then-append under a lock of its own (append_rows takes the log's lock, which flock would
-    # not let this process take twice): two issuers of the same forecast never both append.
-    with file_lock(path.with_name(path.name + ".issue")):
-        existing = _logged(path, issue_date, cfg.horizon, digest)
-        if existing is not None:
-            return issue(existing, False)
-        append_forecasts(path, rows)
-    return issue(rows, True)
-
-
-def forecast_command(
-    root: Path,
-    *,
-    horizon: str | None,
-    all_: bool,
-    as_of: date | None,
-    live_dir: Path | None,
-    say: Say,
-    now: datetime | None = None,
-) -> int:
-    """`chronops forecast`: issue today's (or `as_of`'s) forecast per horizon. 1 when any failed."""
-    from bot.flow.pipeline import load_series
-
-    ws = Workspace.open(root)
-    horizons = resolve_horizons(horizon, all_)
-    now = now or utcnow()
-    issue_date = as_of or santiago_today(now)
-    series = load_series(ws, issue_date)
-    failures = 0
-    for h in horizons:
-        try:
-            cfg = read_config(live_config_path(ws, h, live_dir))
-            say(issue_forecast(ws, cfg, series=series, issue_date=issue_date, now=now).describe())
-        except ChronopsError as exc:
-            failures += 1
-            say(f"{h}: failed: {exc}")
-    return 1 if failures else 0
+# Refreshes data/series.parquet (`bot.flow.ingest.ingest_series`, passed in by the serve command).
+Ingest = Callable[..., SeriesReport]
 
 
 # --- the service ---------------------------------------------------------------------------------
@@ -292,7 +94,9 @@ class ForecasterService:
         interval_seconds: float | None = None,
         say: Say | None = None,
         clock: Clock = utcnow,
+        ingest: Ingest | None = None,
     ) -> None:
+        self.ingest = ingest
         self.ws = ws
         self.horizons = horizons
         self.live_dir = live_dir
@@ -370,13 +174,11 @@ class ForecasterService:
     def refresh_series(self) -> None:
         """Refresh data/series.parquet from the configured source (deploy.series_source), if any."""
         settings = self.ws.settings.deploy
-        if not settings.series_source:
+        if not settings.series_source or self.ingest is None:
             return
-        from bot.flow.ingest import ingest_series
-
         try:
             path = self.ws.path(settings.series_path) if settings.series_path else None
-            report = ingest_series(
+            report = self.ingest(
                 self.ws.root, source=settings.series_source, path=path, url=settings.series_url or None
             )
         except ChronopsError as exc:
@@ -391,7 +193,7 @@ class ForecasterService:
 
     def produce(self, horizons: list[str] | None = None) -> list[Issue]:
         """Issue today's forecast for each loaded horizon (idempotent per issue date and config)."""
-        from bot.flow.pipeline import load_series
+        from bot.adapters.sources import load_series
 
         with self._lock:
             slots = {h: s for h, s in self._state.slots.items() if horizons is None or h in horizons}
@@ -577,30 +379,3 @@ def _handler_for(service: ForecasterService) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve_command(
-    root: Path,
-    *,
-    horizon: str | None,
-    all_: bool,
-    host: str,
-    port: int,
-    live_dir: Path | None,
-    interval: float | None,
-    once: bool,
-    say: Say,
-) -> int:
-    """`chronops serve`: the forecaster service (or, with `once`, one load-and-forecast pass)."""
-    ws = Workspace.open(root)
-    horizons = resolve_horizons(horizon, all_) if (horizon or all_) else list(HORIZONS)
-    live = live_dir if live_dir is not None else ws.live_dir
-    if interval is not None and interval <= 0:
-        raise ChronopsError(f"--interval {interval:g}: must be > 0 seconds")
-    service = ForecasterService(ws, horizons, live, interval_seconds=interval, say=say)
-    if once:
-        issues = service.run_once()
-        _, doc = service.health()
-        for h, message in {**doc["errors"], **doc["forecast_errors"]}.items():
-            say(f"{h}: {message}")
-        return 0 if len(issues) == len(horizons) else 1
-    service.serve(host, port)
-    return 0
