@@ -63,7 +63,8 @@ import pandas as pd
 from scipy import stats
 
 from bot.core.params import TriggerSettings
-from bot.core.triggers import drift_check, performance_check
+from bot.core.performance import performance_check
+from bot.core.triggers import drift_check
 
 SETTINGS = TriggerSettings()
 VOLS = (0.004, 0.007, 0.012)

@@ -18,7 +18,7 @@ from bot.adapters.forecast_log import (
 )
 from bot.adapters.store import write_table
 from bot.core.params import TriggerSettings
-from bot.core.triggers import performance_check
+from bot.core.performance import performance_check
 from bot.errors import DataError
 
 DAYS = pd.bdate_range("2025-01-06", periods=30)

@@ -215,3 +215,19 @@ def test_serve_once_forecasts_and_reports_missing_configs(ws: Path) -> None:
     assert "7d: issue" in once.stdout and "appended to the forecast log" in once.stdout, once.stdout
     assert "30d:" in once.stdout and "not found" in once.stdout, once.stdout
     assert len(read_forecast_log(ws / "data" / "forecasts.parquet")) == 5
+
+
+BLOCK_GIT = "import sys; sys.modules['git'] = None; sys.modules['github'] = None; from bot.cli import main; main()"
+
+
+def test_serve_and_forecast_work_without_git(ws: Path) -> None:
+    """The forecaster image has no git: the production path must never import GitPython or PyGithub."""
+    env = {**os.environ, "COLUMNS": "200", "CHRONOPS_TORCH_THREADS": "1"}
+    for args in (["serve", "--once", "--horizon", "7d"], ["forecast", "--horizon", "7d", "--live-dir", "live/configs"]):
+        proc = subprocess.run(
+            [sys.executable, "-c", BLOCK_GIT, *args, "-w", str(ws)],
+            capture_output=True, text=True, timeout=180, env=env, cwd=ws, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    assert len(read_forecast_log(ws / "data" / "forecasts.parquet")) == 5  # the second issue appends nothing

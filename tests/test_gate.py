@@ -11,15 +11,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bot.core.gate import (
-    NO_CURRENT,
-    Verdict,
-    evaluate_gate,
-    newey_west_variance,
-    overlap_lag,
-    paired_noise_test,
-)
+from bot.core.gate import NO_CURRENT, Verdict, evaluate_gate
 from bot.core.metrics import Scores
+from bot.core.noise_test import newey_west_variance, overlap_lag, paired_noise_test
 from bot.core.params import ApprovalSettings
 
 SETTINGS = ApprovalSettings()

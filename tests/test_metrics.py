@@ -15,7 +15,8 @@ from bot.adapters.forges.base import ProposalResult, PullRecord
 from bot.commands.init import default_config
 from bot.core.config import config_hash
 from bot.core.gate import Criterion, Verdict
-from bot.core.triggers import DriftCheck, PerformanceCheck, TimeCheck, TriggerDecision
+from bot.core.performance import PerformanceCheck
+from bot.core.triggers import DriftCheck, TimeCheck, TriggerDecision
 from bot.flow.outcome import HorizonOutcome
 from bot.flow.records import (
     METRICS_COLUMNS,

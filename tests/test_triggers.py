@@ -12,16 +12,15 @@ import pandas as pd
 import pytest
 
 from bot.core.params import TriggerSettings
+from bot.core.performance import PerformanceCheck, performance_check
 from bot.core.triggers import (
     DriftCheck,
-    PerformanceCheck,
     TimeCheck,
     _scan_lengths,
     _volatility_scan,
     _weighted_holm,
     decide,
     drift_check,
-    performance_check,
     time_check,
     triggered_by,
 )

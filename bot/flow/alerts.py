@@ -232,13 +232,11 @@ def outcome_alerts(
     outcome: HorizonOutcome, run_id: str, *, automerge: bool
 ) -> list[tuple[str, dict[str, Any]]]:
     """The validation_passed / validation_failed alert of a finished run (none when it was skipped)."""
-    import json
-
     from bot.render.report import run_email_context, validation_event
 
-    if outcome.verdict is None or outcome.run_dir is None or not (outcome.run_dir / "report.json").exists():
+    if outcome.verdict is None or outcome.report is None:
         return []
-    run = json.loads((outcome.run_dir / "report.json").read_text(encoding="utf-8"))
+    run = outcome.report
     event = validation_event(run)
     pr = outcome.proposal
     context = run_email_context(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from bot.adapters.forges.base import ProposalResult
 from bot.core.config import HorizonConfig
 from bot.core.gate import Verdict
 from bot.core.metrics import Scores
+from bot.core.trigger_summary import TriggerSummary
 from bot.core.triggers import (
     TriggerDecision,
 )
@@ -51,6 +53,26 @@ class HorizonOutcome:
     message: str = ""
     search_seconds: float = 0.0
     trigger_json: dict[str, Any] | None = None  # the decision as JSON, when it was made elsewhere
+    # The run report's document (what report.json holds): validation scores, origins, ranking. Built by
+    # the search in this process, or read from the export when the propose job finishes another's search.
+    report: dict[str, Any] | None = None
+
+    @property
+    def triggers(self) -> TriggerSummary | None:
+        """The trigger decision, typed, whether it was made here or in the search job."""
+        if self.decision is not None:
+            return TriggerSummary.of(self.decision)
+        return TriggerSummary.from_json(self.trigger_json) if self.trigger_json else None
+
+    def validation_rmse(self) -> tuple[float | None, float | None]:
+        """Backtest RMSE of the live config and of the candidate on the validation origins."""
+        scores = (self.report or {}).get("validation_scores") or {}
+        return _rmse(scores.get("current")), _rmse(scores.get("candidate"))
+
+
+def _rmse(scores: Any) -> float | None:
+    value = scores.get("rmse") if isinstance(scores, dict) else None
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def new_run_id(now: datetime) -> str:

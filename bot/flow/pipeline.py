@@ -20,23 +20,18 @@ from bot.core.backtest import OriginPlan, origin_step, walk_forward_origins
 from bot.core.config import HorizonConfig, Provenance, config_hash, is_initial
 from bot.core.gate import evaluate_gate
 from bot.core.metrics import Scores, per_origin_loss
+from bot.core.performance import performance_check
 from bot.core.search import SearchPlan, build_plan
-from bot.core.triggers import (
-    TriggerDecision,
-    decide,
-    drift_check,
-    performance_check,
-    time_check,
-)
+from bot.core.triggers import TriggerDecision, decide, drift_check, time_check
 from bot.flow.alerts import notify, triggered_context
 from bot.flow.engine import BacktestCache, Engine, Evaluation, backtest_cache_key
 from bot.flow.outcome import HorizonOutcome, ProgressFactory, RunOptions
 from bot.flow.propose import _save_results, finish_horizon, save_outcome
 from bot.flow.records import record_run_metrics
 from bot.flow.recovery import mark_step
-from bot.flow.report_context import _json_safe, report_context, write_run_reports
+from bot.flow.report_context import json_safe, report_context, write_run_reports
 from bot.flow.search import run_search
-from bot.render.report import chart_panels
+from bot.render.report import chart_panels, report_document
 from bot.workspace import Workspace
 
 
@@ -225,8 +220,10 @@ def run_horizon(
         search_notes=(f"strategy: {searched.strategy}", *searched.notes),
     )  # fmt: skip
     automerge = ws.settings.forge.automerge if options.automerge is None else options.automerge
+    safe_context = json_safe(context)
+    outcome.report = report_document(safe_context)
     written = write_run_reports(
-        run_dir, _json_safe(context),
+        run_dir, safe_context,
         chart_panels({"Current config": validation[live_key].steps, "Candidate": cand_eval.steps}),
         started_at=now, automerge=automerge and verdict.approved and options.dry_run is None,
         search_seconds=search_seconds,

@@ -109,10 +109,8 @@ def _propose(
 
 def _triggers_changed(outcome: HorizonOutcome) -> bool:
     """A material change re-opens a snoozed horizon: drift or performance fired, or an operator forced it."""
-    trigger = outcome.decision.to_json() if outcome.decision else outcome.trigger_json
-    if not trigger:
-        return False
-    return bool(trigger["drift"]["fired"] or trigger["performance"]["fired"] or trigger.get("forced"))
+    trigger = outcome.triggers
+    return trigger is not None and trigger.material
 
 
 def _save_results(
@@ -146,7 +144,7 @@ def _save_results(
 
 
 def _record(ws: Workspace, outcome: HorizonOutcome, run_id: str, now: datetime) -> None:
-    trigger = outcome.decision.to_json() if outcome.decision else outcome.trigger_json
+    trigger = outcome.triggers
     v = outcome.verdict
     pr = outcome.proposal
     status = outcome.status
@@ -159,17 +157,17 @@ def _record(ws: Workspace, outcome: HorizonOutcome, run_id: str, now: datetime) 
             run_id=run_id,
             horizon=outcome.horizon,
             optimization_date=now,
-            triggered_by=str(trigger.get("triggered_by", "unknown")) if trigger else "unknown",
-            performance_degradation_pct=trigger["performance"]["degradation_pct"] if trigger else None,
-            drift_severity=str(trigger["drift"]["severity"]) if trigger else "NONE",
-            days_since_last=trigger["time"]["days_since_last"] if trigger else None,
+            triggered_by=trigger.triggered_by if trigger else "unknown",
+            performance_degradation_pct=trigger.performance_degradation_pct if trigger else None,
+            drift_severity=trigger.drift_severity if trigger else "NONE",
+            days_since_last=trigger.days_since_last if trigger else None,
             success=v is not None and not dry_run,
             status=status,
             old_config_hash=config_hash(outcome.current) if outcome.current else None,
             new_config_hash=config_hash(outcome.winner) if outcome.winner else None,
             verdict=v.decision if v else None,
             pull_request=str(pr.pull.number) if pr and not dry_run else None,
-            forced=bool(trigger and trigger.get("forced")),
+            forced=bool(trigger and trigger.forced),
             override_reason=v.override_reason if v else None,
             notes=outcome.message or None,
         ),

@@ -127,17 +127,6 @@ def read_metrics(path: Path) -> pd.DataFrame:
 # --- from a pipeline outcome -------------------------------------------------------------------
 
 
-def _validation_rmse(run_dir: Path | None) -> tuple[float | None, float | None]:
-    """Backtest RMSE of the live config and the candidate on the validation origins (report.json)."""
-    if run_dir is None or not (run_dir / "report.json").exists():
-        return None, None
-    try:
-        scores = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))["validation_scores"]
-        return _finite(scores["current"]["rmse"]), _finite(scores["candidate"]["rmse"])
-    except (ValueError, KeyError, TypeError):
-        return None, None
-
-
 def _finite(value: Any) -> float | None:
     try:
         number = float(value)
@@ -160,11 +149,11 @@ def metrics_from_outcome(outcome: HorizonOutcome, run_id: str, now: datetime) ->
     """The `run` row for one horizon's outcome (skipped outcomes included)."""
     from bot.core.config import config_hash
 
-    d, v, pr = outcome.decision, outcome.verdict, outcome.proposal
+    d, v, pr = outcome.triggers, outcome.verdict, outcome.proposal
     reasons = list(d.reasons) if d is not None else []
-    severity = str(d.drift.severity) if d is not None else "NONE"
-    by = _triggered_by(outcome)
-    before, after = _validation_rmse(outcome.run_dir)
+    severity = d.drift_severity if d is not None else "NONE"
+    by = "unknown" if d is None else d.triggered_by if d.fire else "none"
+    before, after = outcome.validation_rmse()
     improvement = v.rmse_improvement_pct if v is not None else None
     if improvement is None and before and after is not None:
         improvement = (before - after) / before * 100.0
@@ -174,7 +163,7 @@ def metrics_from_outcome(outcome: HorizonOutcome, run_id: str, now: datetime) ->
     return MetricsRecord(
         run_id=run_id, horizon=outcome.horizon, recorded_at=now, event="run", status=status,
         triggered=bool(d is not None and d.fire), triggered_by=by, trigger_reasons=json.dumps(reasons),
-        forced=bool(d is not None and d.forced), drift_detected=bool(d is not None and d.drift.fired),
+        forced=bool(d is not None and d.forced), drift_detected=bool(d is not None and d.drift_fired),
         drift_severity=severity, search_seconds=outcome.search_seconds if v is not None else None,
         configs_evaluated=len(outcome.ranking), validation_result=v.decision if v is not None else None,
         validation_criteria=json.dumps([c.to_dict() for c in v.criteria]) if v is not None else None,
@@ -188,17 +177,6 @@ def metrics_from_outcome(outcome: HorizonOutcome, run_id: str, now: datetime) ->
         rmse_before=before, rmse_after=after, rmse_improvement_pct=improvement,
         error=outcome.message[:500] if outcome.status == "failed" else None,
     )  # fmt: skip
-
-
-def _triggered_by(outcome: HorizonOutcome) -> str:
-    d = outcome.decision
-    if d is None:
-        return "unknown"
-    if not d.fire:
-        return "none"
-    from bot.core.triggers import triggered_by
-
-    return str(triggered_by(d))
 
 
 def _parse_time(text: str | None) -> datetime | None:

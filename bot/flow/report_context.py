@@ -167,6 +167,6 @@ def _range(dates: pd.Series, idx: tuple[int, ...]) -> str:
     return f"{dates.iloc[idx[0]].date()} → {dates.iloc[idx[-1]].date()} ({len(idx)} origins)"
 
 
-def _json_safe(context: dict[str, Any]) -> dict[str, Any]:
+def json_safe(context: dict[str, Any]) -> dict[str, Any]:
     safe: dict[str, Any] = json.loads(json.dumps(context, default=str))
     return safe

@@ -66,6 +66,7 @@ def load_searched(src: Path, horizon: str) -> tuple[HorizonOutcome, str] | None:
             message=doc.get("message", ""),
             search_seconds=float(doc.get("search_seconds", 0.0)),
             trigger_json=doc.get("trigger"),
+            report=json.loads((folder / "report.json").read_text(encoding="utf-8")),
         )
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"{folder}: unreadable search results ({exc})") from None

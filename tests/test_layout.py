@@ -1,0 +1,57 @@
+"""The code map holds (layers, no import circles, file sizes), and a decision keeps its meaning when
+it crosses processes as JSON (the Actions matrix's search and propose jobs)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from bot.core.params import TriggerSettings
+from bot.core.performance import performance_check
+from bot.core.trigger_summary import TriggerSummary
+from bot.core.triggers import decide, drift_check, time_check
+from tests.conftest import REPO_ROOT
+
+
+def test_code_map_has_no_violations() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "code_map.py")], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout
+    assert "0 violation(s)" in proc.stdout
+
+
+def test_code_map_catches_a_forbidden_import(tmp_path: object) -> None:
+    """The checker itself can fail: an upward import from core is reported."""
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    try:
+        import code_map
+    finally:
+        sys.path.pop(0)
+    probe = REPO_ROOT / "bot" / "core" / "_layout_probe.py"
+    probe.write_text("from bot.flow.outcome import HorizonOutcome\n")
+    try:
+        problems = code_map.check()
+    finally:
+        probe.unlink()
+    assert any("bot.core._layout_probe:1: core may not import flow" in p for p in problems), problems
+
+
+def test_trigger_summary_survives_json() -> None:
+    days = pd.bdate_range("2024-01-01", periods=300)
+    rng = np.random.default_rng(5)
+    returns = rng.normal(0.0, 0.004, len(days))
+    returns[-15:] *= 4  # a volatility jump: drift fires
+    series = pd.DataFrame({"date": days, "value": 900.0 * np.exp(np.cumsum(returns))})
+    as_of, settings = days[-1].date() + pd.Timedelta(days=1), TriggerSettings()
+    decision = decide(
+        "7d", as_of, time_check(date(2024, 1, 1), as_of, settings), drift_check(series, as_of, settings),
+        performance_check(pd.DataFrame(columns=["target_date", "error", "step"]), as_of, settings, "none"),
+    )  # fmt: skip
+    summary = TriggerSummary.of(decision)
+    assert summary == TriggerSummary.from_json(decision.to_json())
+    assert summary.drift_fired and summary.material
