@@ -41,12 +41,14 @@ case "$cmd" in
     "$VENV/bin/ruff" check bot tests benchmarks
     echo "== mypy" >&2
     "$VENV/bin/mypy"
+    echo "== code map" >&2
+    "$VENV/bin/python" scripts/code_map.py | tail -1
     if [ -f scripts/lint-infra.sh ]; then
       echo "== infrastructure linters" >&2
       PATH="$PWD/$VENV/bin:$PATH" bash scripts/lint-infra.sh
     fi
     echo "== pytest" >&2
-    exec "$VENV/bin/pytest" -q "$@"
+    exec "$VENV/bin/pytest" -q --durations=15 "$@"
     ;;
   *)
     echo "usage: bash scripts/dev.sh demo|test|setup" >&2

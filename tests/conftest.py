@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -82,20 +84,57 @@ class CliResult:
     stderr: str
 
 
+# Read when bot.cli creates its consoles: tables are as wide in-process as in a subprocess.
+os.environ.setdefault("COLUMNS", "200")
+# Environment a CLI reads at import time or that kills the process: such runs get a real subprocess.
+_SUBPROCESS_ENV = ("CHRONOPS_CRASH_AT", "COLUMNS")
+
+
 def run_cli(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
-) -> CliResult:
-    """Run `python -m bot ARGS` in a subprocess: the real exit code, stdout and stderr."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        check=False,
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600,
+    isolated: bool = False,
+) -> CliResult:  # fmt: skip
+    """Run `chronops ARGS`: the real exit code, stdout and stderr.
+
+    In this process by default (`bot.cli.main`, the console entry point, with stdout/stderr captured):
+    no ~5 s of imports per call. `isolated=True` — or an env that a CLI reads at import or that kills
+    the process (crash points) — runs `python -m bot ARGS` in a subprocess: locks held by another PID,
+    signals, crash logs.
+    """
+    if isolated or any(k in (env or {}) for k in _SUBPROCESS_ENV):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bot", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "COLUMNS": "200", **(env or {})},
+            check=False,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    return _run_in_process(list(args), cwd, env or {})
+
+
+def _run_in_process(args: list[str], cwd: Path | None, env: dict[str, str]) -> CliResult:
+    from bot.cli import main
+
+    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.update(env)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(args)
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result: CliResult, *needles: str) -> None:
