@@ -3,9 +3,11 @@ it crosses processes as JSON (the Actions matrix's search and propose jobs)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -55,3 +57,24 @@ def test_trigger_summary_survives_json() -> None:
     summary = TriggerSummary.of(decision)
     assert summary == TriggerSummary.from_json(decision.to_json())
     assert summary.drift_fired and summary.material
+
+
+def test_wheel_ships_the_templates(tmp_path: Path) -> None:
+    """Installed from a wheel (no source tree beside it), every template still loads."""
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(REPO_ROOT), "-w", str(wheels)],
+                   check=True, capture_output=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    wheel = next(wheels.glob("chronops-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    probe = (
+        "import bot.render.report as r, pathlib; env = r.environment();"
+        "names = sorted(env.list_templates()); [env.get_template(n) for n in names];"
+        "print(pathlib.Path(r.__file__).parent.parent.parent, len(names))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(target)}, cwd=tmp_path, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    where, count = proc.stdout.split()
+    assert Path(where) == target and int(count) >= 20
