@@ -270,7 +270,7 @@ def test_run_alerts_from_a_pipeline_outcome(
                         {"key": "version", "old": "1", "new": "2"}],
     }  # fmt: skip
     (run_dir / "report.json").write_text(json.dumps(report))
-    outcome = HorizonOutcome("7d", "approved", decision=d, verdict=v, run_dir=run_dir)
+    outcome = HorizonOutcome("7d", "approved", decision=d, verdict=v, run_dir=run_dir, report=report)
     assert notify_outcome(ws, outcome, "r1", automerge=True) == {"validation_passed": True}
     skipped = HorizonOutcome("7d", "skipped", decision=decision(False))
     assert notify_outcome(ws, skipped, "r2", automerge=True) == {}

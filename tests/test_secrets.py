@@ -76,7 +76,8 @@ class Scene:
     results: list[CliResult] = field(default_factory=list)
 
     def cli(self, *args: str, **env: str) -> CliResult:
-        result = run_cli(*args, cwd=self.repo, env={**self.env, **env}, timeout=300)
+        # isolated: the DEBUG logs this test reads reach stderr only in a fresh process
+        result = run_cli(*args, cwd=self.repo, env={**self.env, **env}, timeout=300, isolated=True)
         self.results.append(result)
         return result
 
