@@ -33,7 +33,9 @@ def previewed(tmp_path_factory: pytest.TempPathFactory, tiny_t5: Path) -> tuple[
     return ws, run_id
 
 
-def test_previews_do_not_move_status_dashboard_or_watchdog(previewed: tuple[Path, str], tmp_path: Path) -> None:
+def test_previews_do_not_move_status_dashboard_or_watchdog(
+    previewed: tuple[Path, str], tmp_path: Path
+) -> None:
     ws, _ = previewed
     status = run_cli("status", "--json", "-w", str(ws))
     assert status.code == 0, status.stderr
@@ -77,7 +79,9 @@ def test_history_rejects_an_unknown_horizon(previewed: tuple[Path, str]) -> None
     assert bad.code == 2
 
 
-@pytest.mark.parametrize("command", [("status",), ("history",), ("check", "--all"), ("dashboard", "--out", "x")])
+@pytest.mark.parametrize(
+    "command", [("status",), ("history",), ("check", "--all"), ("dashboard", "--out", "x")]
+)
 def test_a_folder_that_is_no_workspace_is_an_error(tmp_path: Path, command: tuple[str, ...]) -> None:
     result = run_cli(*command, "-w", str(tmp_path), cwd=tmp_path)
     assert_one_line_error(result, "not a chronops workspace")
@@ -92,7 +96,9 @@ def test_a_folder_that_is_no_workspace_is_an_error(tmp_path: Path, command: tupl
         (("run", "--horizon", "7d", "--dry-run", "bogus"), "plan, local or full"),
     ],
 )
-def test_usage_errors_exit_2_and_say_what_is_valid(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:
+def test_usage_errors_exit_2_and_say_what_is_valid(
+    tmp_path: Path, args: tuple[str, ...], needle: str
+) -> None:
     run_cli("init", str(tmp_path))
     result = run_cli(*args, "-w", str(tmp_path))
     assert result.code == 2, result

@@ -127,7 +127,7 @@ def send_message(
 def _default_render(event: str, context: Mapping[str, Any]) -> Email:
     from bot.render.report import render_email
 
-    return render_email(event, context)
+    return render_email(event, context, links_env=os.environ)
 
 
 def _error_text(exc: BaseException) -> str:

@@ -28,7 +28,8 @@ import pandas as pd
 from markupsafe import Markup
 
 from bot.core.marker import METADATA_MARKER, metadata_comment
-from bot.render.charts import Panel, Window, render_panels
+from bot.render.charts import Panel, Window, render_panels, search_space
+from bot.render.review import parse_label, report_links, search_grid, summary
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"  # a link to the top-level templates/, shipped as package data
 PR_BODY_LIMIT = 65_000  # GitHub refuses bodies over 65,536 characters; keep a margin
@@ -37,7 +38,8 @@ HTML_LIMITS = (2_000, 200, 1_000)  # longest string, longest list of strings, ra
 PANEL_COLORS = ("#d97706", "#2563eb", "#059669", "#7c3aed")
 # (longest string, longest list of strings, ranking rows) for each successive attempt at the PR body
 PR_BODY_LEVELS = ((2_000, 50, 100), (500, 20, 25), (160, 10, 10), (60, 5, 0))
-DISPLAY_ONLY_KEYS = ("truncated_note",)
+DISPLAY_ONLY_KEYS = ("truncated_note", "review")
+DEFAULT_SNOOZE_WEEKS = 4  # settings.triggers.snooze_weeks's default
 
 EMAIL_EVENTS = (
     "optimization_triggered",
@@ -113,6 +115,19 @@ def fmt_num(value: object, digits: int = 2) -> str:
     return str(value)
 
 
+def fmt_change(improvement: object) -> str:
+    """An improvement (positive = lower = better) in words: '12.3% lower', '3.0% higher'."""
+    if (
+        not isinstance(improvement, int | float)
+        or isinstance(improvement, bool)
+        or not math.isfinite(improvement)
+    ):
+        return "n/a"
+    if round(improvement, 1) == 0:
+        return "unchanged"
+    return f"{abs(improvement):.1f}% {'lower' if improvement > 0 else 'higher'}"
+
+
 def fmt_pct(value: object, digits: int = 1) -> str:
     """A signed percentage: +12.3%."""
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
@@ -158,6 +173,16 @@ def _metadata_comment(value: Mapping[str, Any]) -> str:
     return metadata_comment(_json_clean(value))
 
 
+def safe_url(value: object) -> str:
+    """An http(s) URL fit for a Markdown link target or an href: no spaces, parentheses or quotes."""
+    from urllib.parse import quote
+
+    text = str(value)
+    if not text.startswith(("https://", "http://")):
+        return ""
+    return quote(text, safe=":/?#@!$&*+,;=%~-._")
+
+
 def environment(templates: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
@@ -176,6 +201,8 @@ def environment(templates: Path = TEMPLATES_DIR) -> jinja2.Environment:
         when=fmt_when,
         one_line=one_line,
         metadata_comment=_metadata_comment,
+        url=safe_url,
+        change=fmt_change,
     )
     return env
 
@@ -230,11 +257,25 @@ def _hard_cut(body: str, limit: int) -> str:
     return head + note + "\n" + meta
 
 
+def with_review(
+    context: Mapping[str, Any],
+    *,
+    snooze_weeks: int = DEFAULT_SNOOZE_WEEKS,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The context plus `review` (bot.review.summary: title, three-line summary, links, chart data),
+    unless it has one already. `env` is where the links come from (nothing when None)."""
+    if "review" in context:
+        return dict(context)
+    return {**context, "review": summary(context, snooze_weeks=snooze_weeks, env=env or {})}
+
+
 def render_pr_body(
     context: Mapping[str, Any], *, templates: Path = TEMPLATES_DIR, limit: int = PR_BODY_LIMIT
 ) -> str:
     """The pull request body, always at most `limit` characters."""
     template = environment(templates).get_template("pr_body.md.j2")
+    context = with_review(context)
     body = ""
     for max_str, max_items, max_rows in PR_BODY_LEVELS:
         body = template.render(**_fit(context, max_str, max_items, max_rows))
@@ -331,14 +372,27 @@ def render_html(
 ) -> str:
     """A self-contained HTML report: inline CSS and SVG, nothing fetched from anywhere."""
     # far roomier caps than the PR body's, only so that absurd inputs cannot make a huge page
+    context = with_review(context)
     fitted = _fit(context, *HTML_LIMITS)
     # Markup: bot.render.charts escapes every piece of text it puts in the SVG
     charts = [Markup(svg) for svg in render_panels(panels)]
     return (
         environment(templates)
         .get_template("report.html.j2")
-        .render(**fitted, charts=list(zip([p.title for p in panels], charts, strict=True)))
+        .render(
+            **fitted,
+            charts=list(zip([p.title for p in panels], charts, strict=True)),
+            search_chart=Markup(_search_chart(context)),
+        )
     )
+
+
+def _search_chart(context: Mapping[str, Any]) -> str:
+    grid = search_grid(context["all_candidates"])
+    top = context["top_candidates"]
+    parsed = parse_label(str(top[0]["label"])) if top else None
+    winner = (parsed[0], parsed[1] or 0) if parsed else None
+    return search_space(grid["contexts"], grid["samples"], grid["rmse"], winner=winner)
 
 
 # --- emails --------------------------------------------------------------------------------------
@@ -354,7 +408,20 @@ class RenderedEmail:
         return {"subject": self.subject, "text": self.text, "html": self.html}
 
 
-def render_email(event: str, context: Mapping[str, Any], *, templates: Path = TEMPLATES_DIR) -> RenderedEmail:
+def _email_links(env: Mapping[str, str], ctx: Mapping[str, Any]) -> dict[str, str | None]:
+    """Every email links somewhere to read more: the run's report when there is a run, the Actions run."""
+    if "run_id" in ctx:
+        return report_links(env, str(ctx["run_id"]), str(ctx["horizon"]))
+    return {**report_links(env, "", ""), "report": None, "local": None}
+
+
+def render_email(
+    event: str,
+    context: Mapping[str, Any],
+    *,
+    templates: Path = TEMPLATES_DIR,
+    links_env: Mapping[str, str] | None = None,
+) -> RenderedEmail:
     """Subject, plain text and HTML of one alert email. Required context keys per event:
 
     - optimization_triggered: horizon, run_id, triggered_by (list of reasons), started_at (datetime or
@@ -378,8 +445,10 @@ def render_email(event: str, context: Mapping[str, Any], *, templates: Path = TE
     missing = [k for k in EMAIL_KEYS[event] if k not in context]
     if missing:
         raise KeyError(f"email {event!r} needs context keys: {', '.join(missing)}")
-    env = environment(templates)
     ctx = {**context, "event": event}
+    if "links" not in ctx:
+        ctx["links"] = _email_links(links_env or {}, ctx)
+    env = environment(templates)
     return RenderedEmail(
         subject=one_line(env.get_template(f"emails/{event}.subject.j2").render(**ctx)),
         text=env.get_template(f"emails/{event}.txt.j2").render(**ctx),
@@ -461,9 +530,13 @@ def run_emails(
     automerge: bool = False,
     search_seconds: float | None = None,
     pull_request: str | None = None,
+    links_env: Mapping[str, str] | None = None,
 ) -> dict[str, RenderedEmail]:
     """The emails a tuning run produces: optimization_triggered, then validation passed or failed."""
-    minutes = f"~{max(1, round(search_seconds / 60))} minutes" if search_seconds is not None else None
+    minutes = None
+    if search_seconds is not None:
+        n = max(1, round(search_seconds / 60))
+        minutes = f"~{n} minute{'s' if n != 1 else ''}"
     events = ("optimization_triggered", validation_event(run))
     return {
         e: render_email(
@@ -476,6 +549,7 @@ def run_emails(
                 automerge=automerge,
                 pull_request=pull_request,
             ),
+            links_env=links_env,
         )
         for e in events
     }
