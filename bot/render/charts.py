@@ -401,8 +401,8 @@ def search_space(
     """A heat map of the search: one cell per (context, samples), the best tuning RMSE over the other
     knobs written in it, greener is better; the winner's cell is outlined. Every text is escaped."""
     cell_w, cell_h, left, top = 96, 34, 110, 48
-    # wide enough for the title at ~7.5 px per character of 14 px text
-    width = max(left + cell_w * max(len(contexts), 1) + 16, round(16 + 7.5 * len(title)))
+    # wide enough for the title: ~8.6 px per character of 14 px semibold text, with room to spare
+    width = max(left + cell_w * max(len(contexts), 1) + 16, round(16 + 8.6 * len(title)))
     height = top + cell_h * max(len(samples), 1) + 48
     head = (
         f'<svg class="chart" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
