@@ -25,10 +25,15 @@ def previewed(tmp_path_factory: pytest.TempPathFactory, tiny_t5: Path) -> tuple[
     """A workspace whose only runs are two plan-level previews, and the last preview's run id."""
     ws = tiny_workspace(tmp_path_factory.mktemp("promises") / "ws", tiny_t5)
     run_id = ""
-    for _ in range(2):
-        result = run_cli(*PLAN, "-w", str(ws), timeout=300)
+    for i in range(2):
+        # the first as a person at a terminal sees it (CHRONOPS_PROGRESS=1 = as if stderr were one)
+        result = run_cli(
+            *PLAN, "-w", str(ws), timeout=300, env={"CHRONOPS_PROGRESS": "1"} if i == 0 else None
+        )
         assert result.code == 0, result.stderr
         run_id = result.stdout.split()[1].rstrip(":")
+        # seconds of torch and model loading are announced, to a person only
+        assert ("loading model " in result.stderr) == (i == 0), result.stderr
     assert (ws / "data" / "runs" / run_id / "7d").is_dir(), run_id
     return ws, run_id
 
