@@ -57,7 +57,7 @@ def test_previews_do_not_move_status_dashboard_or_watchdog(
 
     from datetime import UTC, datetime
 
-    from bot.dashboard import dashboard_context
+    from bot.flow.status import dashboard_context
     from bot.workspace import Workspace
 
     ctx = dashboard_context(Workspace.open(ws), datetime.now(UTC))

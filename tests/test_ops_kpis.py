@@ -14,7 +14,7 @@ from bot.core.ops_kpis import (
     rmse_trend,
     weekly_triggers,
 )
-from bot.metrics_store import MetricsRecord, records_frame
+from bot.flow.records import MetricsRecord, records_frame
 from tests.test_kpis import frames, m, t
 
 NOW = pd.Timestamp(t(28))

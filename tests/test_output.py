@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 import pandas as pd
 from rich.console import Console
 
-from bot.output import HISTORY_COLUMNS, cell, document, dumps, iso, rows, table, when
+from bot.commands.output import HISTORY_COLUMNS, cell, document, dumps, iso, rows, table, when
 
 
 def test_document_has_schema_version_and_iso_times() -> None:

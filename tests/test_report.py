@@ -25,20 +25,17 @@ from markdown_it import MarkdownIt
 
 from bot.flow.report_context import write_run_reports
 from bot.render.charts import nice_ticks
+from bot.render.emails import EMAIL_EVENTS, EMAIL_KEYS, render_email, run_email_context
 from bot.render.report import (
-    EMAIL_EVENTS,
-    EMAIL_KEYS,
     PR_BODY_LIMIT,
     REPORT_SCHEMA_VERSION,
     chart_panels,
     md_code,
     md_escape,
-    render_email,
     render_html,
     render_json,
     render_pr_body,
     report_document,
-    run_email_context,
 )
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"

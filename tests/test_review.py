@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.render.report import EMAIL_EVENTS, render_email, render_pr_body, run_emails, with_review
+from bot.render.emails import EMAIL_EVENTS, render_email, run_emails
+from bot.render.report import render_pr_body, with_review
 from bot.render.review import mermaid_ranking, pr_title, report_links, search_grid
 from tests.test_report import email_context, run_context
 

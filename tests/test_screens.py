@@ -10,8 +10,9 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from bot.dashboard import write_dashboard
-from bot.report import render_email, render_html, render_pr_body, run_emails, with_review
+from bot.flow.status import write_dashboard
+from bot.render.emails import render_email, run_emails
+from bot.render.report import render_html, render_pr_body, with_review
 from bot.workspace import Workspace
 from tests.browser import chromium, measure, screenshot, visible_text
 from tests.test_dashboard import NOW, repo_ws  # noqa: F401  (a fixture)

@@ -6,7 +6,7 @@ from datetime import date
 
 import pandas as pd
 
-from bot.timeline_charts import github_pull_url, rmse_trend_chart, trigger_timeline_chart
+from bot.render.timeline import github_pull_url, rmse_trend_chart, trigger_timeline_chart
 
 
 def point(day: int, pr: str, rolled_back: bool = False, horizon: str = "7d") -> dict[str, object]:

@@ -24,14 +24,8 @@ from bot.core.search import SearchPlan
 from bot.core.series import fingerprint
 from bot.flow.outcome import HorizonOutcome, RunOptions
 from bot.render.charts import Panel
-from bot.render.report import (
-    DEFAULT_SNOOZE_WEEKS,
-    render_html,
-    render_json,
-    render_pr_body,
-    run_emails,
-    with_review,
-)
+from bot.render.emails import run_emails
+from bot.render.report import DEFAULT_SNOOZE_WEEKS, render_html, render_json, render_pr_body, with_review
 from bot.secrets import redact
 from bot.workspace import Workspace
 
@@ -57,7 +51,11 @@ def write_run_reports(
         "report.html": render_html(context, chart_data),
     }
     emails = run_emails(
-        context, started_at=started_at, automerge=automerge, search_seconds=search_seconds, links_env=links_env
+        context,
+        started_at=started_at,
+        automerge=automerge,
+        search_seconds=search_seconds,
+        links_env=links_env,
     )
     for event, email in emails.items():
         files[f"emails/{event}.json"] = json.dumps({"event": event, **email.to_dict()}, indent=2) + "\n"

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from html import escape
 from typing import Any
 
-from bot.svgchart import date_ticks, edge_anchor, nice_ticks
+from bot.render.charts import date_ticks, edge_anchor, nice_ticks
 
 W, H = 1100, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 24, 44, 40
