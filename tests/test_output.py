@@ -35,7 +35,7 @@ def test_history_table_is_readable_at_80_columns() -> None:
         "run_id": "20261130T103246Z-642755",
     }])  # fmt: skip
     body = rows(frame, HISTORY_COLUMNS)
-    assert body == [["2026-11-30 10:32", "7d", "forced", "rolled_back", "–", "–", "20261130T103246Z-642755"]]
+    assert body == [["2026-11-30 10:32", "7d", "forced", "rolled back", "–", "–", "20261130T103246Z-642755"]]
     sink = io.StringIO()
     Console(file=sink, width=80).print(table([c.header for c in HISTORY_COLUMNS], body))
     text = sink.getvalue()

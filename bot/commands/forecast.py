@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from bot.adapters.configs import read_config
 from bot.errors import ChronopsError
@@ -21,6 +23,7 @@ def forecast_command(
     live_dir: Path | None,
     say: Say,
     now: datetime | None = None,
+    collect: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
     """`chronops forecast`: issue today's (or `as_of`'s) forecast per horizon. 1 when any failed."""
     from bot.adapters.sources import load_series
@@ -34,8 +37,24 @@ def forecast_command(
     for h in horizons:
         try:
             cfg = read_config(live_config_path(ws, h, live_dir))
-            say(issue_forecast(ws, cfg, series=series, issue_date=issue_date, now=now).describe())
+            issued = issue_forecast(ws, cfg, series=series, issue_date=issue_date, now=now)
+            say(issued.describe())
+            if collect:
+                collect({**issued.to_json(), "ok": True, "appended": issued.appended, "error": None})
         except ChronopsError as exc:
             failures += 1
             say(f"{h}: failed: {exc}")
+            if collect:
+                collect({"horizon": h, "ok": False, "error": str(exc)})
     return 1 if failures else 0
+
+
+def forecast_main(root: Path, *, as_json: bool, say: Say, **kwargs: Any) -> int:
+    """`chronops forecast [--json]`: a line per horizon, or one JSON document with the forecasts."""
+    from bot.commands.output import emit
+
+    issued: list[dict[str, Any]] = []
+    code = forecast_command(root, say=(lambda _: None) if as_json else say, collect=issued.append, **kwargs)
+    if as_json:
+        emit("forecast", {"ok": code == 0, "horizons": issued})
+    return code

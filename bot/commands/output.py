@@ -64,6 +64,14 @@ def dumps(command: str, payload: Mapping[str, Any]) -> str:
     return json.dumps(document(command, payload), indent=2, allow_nan=False)
 
 
+def emit(command: str, payload: Mapping[str, Any]) -> None:
+    """A --json document on stdout: plain text, no console markup or wrapping."""
+    import sys
+
+    sys.stdout.write(dumps(command, payload) + "\n")
+    sys.stdout.flush()
+
+
 # --- human tables -------------------------------------------------------------------------------
 
 
@@ -91,15 +99,15 @@ def cell(value: Any) -> str:
 class Column:
     key: str
     header: str
-    kind: str = "text"  # text | time
+    kind: str = "text"  # text | time | words (snake_case shown as words, so a narrow column wraps)
 
 
 HISTORY_COLUMNS = (
     Column("optimization_date", "when (UTC)", "time"),
     Column("horizon", "horizon"),
     Column("triggered_by", "trigger"),
-    Column("status", "outcome"),
-    Column("verdict", "gate"),
+    Column("status", "outcome", "words"),
+    Column("verdict", "gate", "words"),
     Column("pull_request", "PR"),
     Column("run_id", "run"),
 )
@@ -108,10 +116,15 @@ HISTORY_COLUMNS = (
 def rows(frame: pd.DataFrame, columns: Sequence[Column]) -> list[list[str]]:
     out = []
     for record in frame.to_dict("records"):
-        out.append(
-            [when(record.get(c.key)) if c.kind == "time" else cell(record.get(c.key)) for c in columns]
-        )
+        out.append([_show(record.get(c.key), c.kind) for c in columns])
     return out
+
+
+def _show(value: Any, kind: str) -> str:
+    if kind == "time":
+        return when(value)
+    text = cell(value)
+    return text.replace("_", " ") if kind == "words" else text
 
 
 def history_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -131,3 +144,30 @@ def table(headers: Sequence[str], body: Sequence[Sequence[str]], *, title: str |
     for row in body:
         out.add_row(*row)
     return out
+
+
+def version_line() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"chronops {version('chronops')}"
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        from bot import __version__
+
+        return f"chronops {__version__}"
+
+
+def ingest_main(
+    root: Any, *, source: str, path: Any, url: str | None, start_year: int, as_json: bool, out: Any, err: Any
+) -> None:
+    """`chronops ingest [--json]`: warnings on stderr, then a line or one JSON document."""
+    from bot.flow.ingest import ingest_series
+
+    report = ingest_series(root, source=source, path=path, url=url, start_year=start_year)
+    for warning in report.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    if as_json:
+        emit("ingest", {"source": source, "rows": report.rows, "first": report.first, "last": report.last,
+                        "warnings": list(report.warnings)})  # fmt: skip
+        return
+    out.print(f"stored {report.rows} observations {report.first} → {report.last}")
