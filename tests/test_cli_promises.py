@@ -169,6 +169,8 @@ def test_demo_runs_once_then_is_idempotent(tmp_path: Path) -> None:
     pulls = (root / "repo" / "data" / "forge" / "pulls.json").read_text()
     main = git(root / "origin.git", "rev-parse", "main")
     assert "Revert" in git(root / "origin.git", "log", "--oneline", "main")  # merged, then rolled back
+    titles = [p["title"] for p in json.loads(pulls)["pulls"]]
+    assert "chronops 7d: context 180→90, samples 100→10" in titles, titles  # the title states the change
 
     again = run_cli("demo", "--dir", str(root), timeout=300)
     assert again.code == 0, again.stderr
