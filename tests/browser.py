@@ -46,10 +46,14 @@ MEASURE = """
       }
     });
   });
+  var wrapped = [];  // result cells must stay on one line ("pas/s" once did)
+  document.querySelectorAll(".r span").forEach(function (el) {
+    if (el.getClientRects().length > 1) wrapped.push(el.textContent);
+  });
   var n = 0; svgs.forEach(function (s) { n += s.querySelectorAll("text").length; });
   var pre = document.createElement("pre");
   pre.id = "chronops-clip";
-  pre.textContent = JSON.stringify({svgs: svgs.length, texts: n, clipped: out});
+  pre.textContent = JSON.stringify({svgs: svgs.length, texts: n, clipped: out, wrapped: wrapped});
   document.body.appendChild(pre);
 })();
 </script>
@@ -97,7 +101,7 @@ def screenshot(binary: str, page: Path, name: str, *, width: int = 1100, height:
 
 
 def measure(binary: str, html: str, work: Path, *, width: int = 1100) -> dict[str, Any]:
-    """Open a copy of `html` with the measuring script; returns {svgs, texts, clipped: [...]}."""
+    """Open a copy of `html` with the measuring script; returns {svgs, texts, clipped: [...], wrapped: [...]}."""
     no_csp = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
     copy = work / "measure.html"
     copy.write_text(no_csp.replace("</body>", MEASURE + "</body>"), encoding="utf-8")

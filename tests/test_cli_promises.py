@@ -9,31 +9,61 @@ only their owner could read, and missing `--version` / `--verbose`.
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import assert_one_line_error, run_cli, tiny_workspace
+from tests.conftest import CliResult, assert_one_line_error, run_cli, tiny_workspace
 
 PLAN = ("run", "--horizon", "7d", "--force", "--dry-run", "plan")
+ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}([+-]\d{2}:\d{2})$")
+TIMELIKE = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}")
+
+
+def json_doc(result: CliResult, command: str) -> dict[str, Any]:
+    """stdout as one JSON document of `command`, every time in it ISO 8601 with an offset."""
+    doc = json.loads(result.stdout)
+    assert doc["schema_version"] == 1 and doc["command"] == command, doc
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and TIMELIKE.match(value):
+            assert ISO.match(value), f"{command}: {value!r} is not ISO 8601 with an offset"
+        elif isinstance(value, float):
+            assert math.isfinite(value)
+
+    walk(doc)
+    return dict(doc)
 
 
 @pytest.fixture(scope="module")
 def previewed(tmp_path_factory: pytest.TempPathFactory, tiny_t5: Path) -> tuple[Path, str]:
     """A workspace whose only runs are two plan-level previews, and the last preview's run id."""
     ws = tiny_workspace(tmp_path_factory.mktemp("promises") / "ws", tiny_t5)
-    run_id = ""
-    for i in range(2):
-        # the first as a person at a terminal sees it (CHRONOPS_PROGRESS=1 = as if stderr were one)
-        result = run_cli(
-            *PLAN, "-w", str(ws), timeout=300, env={"CHRONOPS_PROGRESS": "1"} if i == 0 else None
-        )
-        assert result.code == 0, result.stderr
-        run_id = result.stdout.split()[1].rstrip(":")
-        # seconds of torch and model loading are announced, to a person only
-        assert ("loading model " in result.stderr) == (i == 0), result.stderr
+    # the first as a person at a terminal sees it (CHRONOPS_PROGRESS=1 = as if stderr were one)
+    first = run_cli(*PLAN, "-w", str(ws), timeout=300, env={"CHRONOPS_PROGRESS": "1"})
+    assert first.code == 0, first.stderr
+    assert "loading model " in first.stderr  # seconds of torch and model loading are announced
+    # the second as a script calls it
+    second = run_cli(*PLAN, "--json", "-w", str(ws), timeout=300)
+    assert second.code == 0, second.stderr
+    assert "loading model " not in second.stderr  # to a person only
+    doc = json_doc(second, "run")
+    (horizon,) = doc["horizons"]
+    assert (
+        horizon["status"] == "dry_run" and horizon["decision"] and horizon["report"].endswith("report.json")
+    )
+    run_id = horizon["run_id"]
     assert (ws / "data" / "runs" / run_id / "7d").is_dir(), run_id
     return ws, run_id
 
@@ -162,7 +192,8 @@ def test_demo_runs_once_then_is_idempotent(tmp_path: Path) -> None:
     git(root, "clone", str(root / "origin.git"), str(root / "repo"))
     # the demo keeps a chronops.toml it finds: the smallest search, so the whole loop runs in a minute
     (root / "repo" / "chronops.toml").write_text(
-        TINY_SEARCH_SETTINGS + '\n"15d" = [90]\n"30d" = [90]\n"90d" = [180]\n\n[forge]\nkind = "local"\nautomerge = true\n'
+        TINY_SEARCH_SETTINGS
+        + '\n"15d" = [90]\n"30d" = [90]\n"90d" = [180]\n\n[forge]\nkind = "local"\nautomerge = true\n'
     )
     first = run_cli("demo", "--dir", str(root), timeout=900)
     assert first.code == 0, first.stderr
@@ -177,3 +208,33 @@ def test_demo_runs_once_then_is_idempotent(tmp_path: Path) -> None:
     assert "already ran" in again.stdout
     assert (root / "repo" / "data" / "forge" / "pulls.json").read_text() == pulls, "no new pull requests"
     assert git(root / "origin.git", "rev-parse", "main") == main, "no new merges"
+
+
+def test_every_command_a_script_calls_speaks_json(previewed: tuple[Path, str], tmp_path: Path) -> None:
+    ws, run_id = previewed
+    docs = {
+        "status": run_cli("status", "--json", "-w", str(ws)),
+        "history": run_cli("history", "--json", "-w", str(ws)),
+        "check": run_cli("check", "--horizon", "7d", "--json", "-w", str(ws)),
+        "validate": run_cli("validate", "--run", run_id, "--json", "-w", str(ws)),
+        "config validate": run_cli("config", "validate", "--json", "-w", str(ws)),
+        "forecast": run_cli("forecast", "--horizon", "7d", "--as-of", "2025-12-31", "--json", "-w", str(ws)),
+    }
+    for command, result in docs.items():
+        assert result.code == 0, (command, result.stderr)
+        json_doc(result, command)
+    history = json_doc(docs["history"], "history")
+    assert history["rows"] and all(r["status"] == "dry_run" for r in history["rows"])
+    assert ISO.match(history["rows"][0]["optimization_date"])
+    assert json_doc(docs["forecast"], "forecast")["horizons"][0]["ok"] is True
+    watchdog = run_cli("watchdog", "--json", "--no-email", "-w", str(ws))
+    assert watchdog.code == 6 and ISO.match(json_doc(watchdog, "watchdog")["expected_at"])
+    csv = tmp_path / "s.csv"
+    csv.write_text("date,value\n2025-01-02,900\n2025-01-03,901\n2025-01-06,902\n")
+    other = tmp_path / "other"
+    run_cli("init", str(other))
+    ingest = run_cli("ingest", "--source", "csv", str(csv), "--json", "-w", str(other))
+    assert ingest.code == 0 and json_doc(ingest, "ingest")["rows"] == 3, ingest.stderr
+    deploy = run_cli("deploy", "--no-health-check", "--json", "-w", str(other))
+    doc = json_doc(deploy, "deploy")
+    assert doc["ok"] is (deploy.code == 0) and doc["messages"], (deploy.stdout, deploy.stderr)

@@ -81,6 +81,7 @@ def test_html_report_has_no_clipped_text(tmp_path: Path) -> None:
         found = measure(binary, html, tmp_path)
         assert found["svgs"] == 3 and found["texts"] > 30, found
         assert found["clipped"] == [], found["clipped"]
+        assert found["wrapped"] == [], f"Result cells wrapped: {found['wrapped']}"
         page = tmp_path / f"{name}.html"
         page.write_text(html, encoding="utf-8")
         screenshot(binary, page, name, height=3000)
