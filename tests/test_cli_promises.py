@@ -80,6 +80,12 @@ def test_previews_do_not_move_status_dashboard_or_watchdog(
     row = next(r for r in doc["horizons"] if r["horizon"] == "7d")
     assert row.get("last_status") in (None, ""), row  # no run but previews: "never"
 
+    assert by_key["memory_per_run"]["n"] == 0, "a preview's memory is recorded, not counted"
+    import pandas as pd
+
+    metrics = pd.read_parquet(ws / "data" / "metrics.parquet")
+    assert (metrics["peak_rss_mib"] > 50).all(), "every run records its peak memory (MiB)"
+
     watchdog = run_cli("watchdog", "--json", "--no-email", "-w", str(ws))
     health = json.loads(watchdog.stdout)
     assert health["last_success"] is None, "a preview is not a successful run"
@@ -238,3 +244,16 @@ def test_every_command_a_script_calls_speaks_json(previewed: tuple[Path, str], t
     deploy = run_cli("deploy", "--no-health-check", "--json", "-w", str(other))
     doc = json_doc(deploy, "deploy")
     assert doc["ok"] is (deploy.code == 0) and doc["messages"], (deploy.stdout, deploy.stderr)
+
+
+def test_status_and_history_are_readable_at_80_columns(previewed: tuple[Path, str]) -> None:
+    ws, _ = previewed
+    for command in ("status", "history"):
+        result = run_cli(command, "-w", str(ws), env={"COLUMNS": "80"})
+        assert result.code == 0, result.stderr
+        assert "…" not in result.stdout, result.stdout  # nothing cut off ('hori…', '2026…')
+        assert max(len(line) for line in result.stdout.splitlines()) <= 80
+        assert "nan" not in result.stdout and "NaT" not in result.stdout
+    history = run_cli("history", "-w", str(ws), env={"COLUMNS": "80"}).stdout
+    assert "when (UTC)" in history and "optimization_date" not in history
+    assert not re.search(r"\d{2}:\d{2}:\d{2}\.\d", history), "no microseconds"

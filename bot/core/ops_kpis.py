@@ -100,7 +100,8 @@ def deployment_success_rate(metrics: pd.DataFrame) -> Kpi:
 
 def memory_per_run(metrics: pd.DataFrame) -> Kpi:
     column = metrics["peak_rss_mib"] if "peak_rss_mib" in metrics.columns else pd.Series(dtype=float)
-    runs = metrics[(metrics["event"] == "run")] if not metrics.empty else metrics
+    # previews (--dry-run plan/local) are kept for the audit trail but never move a KPI
+    runs = metrics[(metrics["event"] == "run") & (metrics["status"] != "dry_run")] if not metrics.empty else metrics
     values = [v for v in (_num(x) for x in column.loc[runs.index]) if v is not None] if not runs.empty else []
     if not values:
         return _kpi(
