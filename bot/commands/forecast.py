@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.adapters.configs import read_config
+from bot.commands.output import iso
 from bot.errors import ChronopsError
 from bot.serve.issue import issue_forecast, live_config_path, santiago_today, utcnow
 from bot.serve.service import Say
@@ -40,7 +41,9 @@ def forecast_command(
             issued = issue_forecast(ws, cfg, series=series, issue_date=issue_date, now=now)
             say(issued.describe())
             if collect:
-                collect({**issued.to_json(), "ok": True, "appended": issued.appended, "error": None})
+                doc = issued.to_json()
+                collect({**doc, "created_at": iso(doc["created_at"]), "ok": True, "appended": issued.appended,
+                         "error": None})  # fmt: skip
         except ChronopsError as exc:
             failures += 1
             say(f"{h}: failed: {exc}")
