@@ -22,7 +22,8 @@ from bot.secrets import redact
 app = typer.Typer(
     name="chronops",
     help="GitOps bot that keeps Chronos USD/CLP forecasting configs tuned: triggers, walk-forward "
-    "search, validation gate, pull requests. Merge = deploy, revert = rollback.",
+    "search, validation gate, pull requests. Merge = deploy, revert = rollback. "
+    "`chronops --version` prints the version; --verbose on any command logs at INFO (like CHRONOPS_LOG=INFO).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -40,7 +41,8 @@ WorkspaceOpt = Annotated[
 ]
 HorizonOpt = Annotated[str | None, typer.Option("--horizon", help="One horizon: 7d, 15d, 30d or 90d.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="All four horizons.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout (schema_version, ISO times).")]
+VERBOSE_FLAGS = ("--verbose",)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,16 +89,16 @@ def ingest(
     path: Annotated[Path | None, typer.Argument(help="The file, for --source csv.")] = None,
     url: Annotated[str | None, typer.Option(help="mindicador API base URL (default: public API).")] = None,
     start_year: Annotated[int, typer.Option(help="First year to fetch from mindicador.")] = 2003,
+    json_: JsonOpt = False,
     workspace: WorkspaceOpt = Path(),
 ) -> None:
     """Validate a date,value series and store it as data/series.parquet (atomically; a rejected
     ingest leaves the existing store untouched)."""
-    from bot.flow.ingest import ingest_series
+    from bot.commands.output import ingest_main
 
-    report = ingest_series(workspace, source=source, path=path, url=url, start_year=start_year)
-    for warning in report.warnings:
-        err.print(f"warning: {warning}")
-    out.print(f"stored {report.rows} observations {report.first} → {report.last}")
+    ingest_main(
+        workspace, source=source, path=path, url=url, start_year=start_year, as_json=json_, out=out, err=err
+    )
 
 
 @config_app.command("validate")
@@ -107,12 +109,15 @@ def config_validate(
     strict: Annotated[
         bool, typer.Option("--strict", help="Also reject knobs the family ignores and over-limit contexts.")
     ] = False,
+    json_: JsonOpt = False,
     workspace: WorkspaceOpt = Path(),
 ) -> None:
     """Check horizon configs; each problem names the file, the key, the bad value and the fix."""
-    from bot.commands.config import config_validate_command
+    from bot.commands.config import config_validate_main
 
-    config_validate_command(workspace, paths, strict=strict, say=out.print)
+    config_validate_main(
+        workspace, paths, strict=strict, as_json=json_, say=lambda line: out.print(line, markup=False, highlight=False)
+    )
 
 
 @model_app.command("tiny")
@@ -156,6 +161,7 @@ def run(
     from_dir: Annotated[
         Path | None, typer.Option("--from", help="Search results for --stage propose.")
     ] = None,
+    json_: JsonOpt = False,
     workspace: WorkspaceOpt = Path(),
 ) -> None:
     """Run the loop: triggers → search → gate → report → pull request (merged when approved).
@@ -163,13 +169,13 @@ def run(
     In GitHub Actions the matrix splits it: `--stage search --out DIR` per horizon, then one
     `--stage propose --from DIR` job with write permissions."""
     from bot.commands.progress import progress_bars
-    from bot.commands.run import run_command
+    from bot.commands.run import run_main
 
     with progress_bars(err) as progress:
-        code = run_command(
-            workspace, horizon=horizon, all_=all_, force=force, dry_run=dry_run, automerge=automerge,
-            force_approve=force_approve, reason=reason, forge_kind=forge, progress=progress, say=out.print,
-            stage=stage, out_dir=out_dir, from_dir=from_dir,
+        code = run_main(
+            workspace, as_json=json_, horizon=horizon, all_=all_, force=force, dry_run=dry_run,
+            automerge=automerge, force_approve=force_approve, reason=reason, forge_kind=forge,
+            progress=progress, say=out.print, stage=stage, out_dir=out_dir, from_dir=from_dir,
         )  # fmt: skip
     raise typer.Exit(code)
 
@@ -280,22 +286,10 @@ def validate(
     workspace: WorkspaceOpt = Path(),
 ) -> None:
     """Re-run the gate on a stored run's per-origin results (no forecast is recomputed)."""
-    import json
-
     from bot.commands.validate import validate_command
 
-    overrides = {
-        "min_rmse_improvement_pct": min_rmse_improvement_pct,
-        "min_mape_improvement_pct": min_mape_improvement_pct,
-        "max_std_increase_pct": max_std_increase_pct,
-        "max_inference_time_increase_pct": max_inference_time_increase_pct,
-        "min_ci95_coverage_pct": min_ci95_coverage_pct,
-        "max_abs_bias": max_abs_bias,
-        "max_noise_probability": max_noise_probability,
-    }
-    doc = validate_command(workspace, run_id, horizon=horizon, overrides=overrides, as_json=json_, say=out.print)
-    if json_:
-        out.print_json(json.dumps(doc, default=str))
+    overrides = {k: v for k, v in locals().items() if k.startswith(("min_", "max_"))}  # the threshold options
+    validate_command(workspace, run_id, horizon=horizon, overrides=overrides, as_json=json_, say=out.print)
 
 
 @app.command()
@@ -309,7 +303,7 @@ def dashboard(
     from bot.flow.status import write_dashboard
     from bot.workspace import Workspace
 
-    path = write_dashboard(Workspace.open(workspace), out_dir, datetime.now(UTC))
+    path = write_dashboard(Workspace.open(workspace, require=True), out_dir, datetime.now(UTC))
     out.print(f"dashboard written to {path}")
 
 
@@ -326,18 +320,19 @@ def watchdog(
     workspace: WorkspaceOpt = Path(),
 ) -> None:
     """Alert when no optimization run succeeded for too long. Exit 0 healthy, 6 runs missed."""
-    import json
     from datetime import UTC, datetime
 
     from bot.flow.watchdog import watchdog_command
     from bot.workspace import Workspace
 
     code, health = watchdog_command(
-        Workspace.open(workspace), now=datetime.now(UTC), max_days=max_days, forge_kind=forge, email=email,
-        say=(lambda _: None) if json_ else out.print,
+        Workspace.open(workspace, require=True), now=datetime.now(UTC), max_days=max_days, forge_kind=forge,
+        email=email, say=(lambda _: None) if json_ else out.print,
     )  # fmt: skip
     if json_:
-        out.print_json(json.dumps(health.to_dict(), default=str))
+        from bot.commands.output import emit
+
+        emit("watchdog", health.to_dict())
     raise typer.Exit(code)
 
 
@@ -353,6 +348,7 @@ def forecast(
         Path | None,
         typer.Option("--live-dir", help="Read <DIR>/<horizon>.json instead of configs/<horizon>.json."),
     ] = None,
+    json_: JsonOpt = False,
     workspace: WorkspaceOpt = Path(),
 ) -> None:
     """Forecast the next prediction_length business days with each live config and append them to
@@ -360,14 +356,14 @@ def forecast(
     the same config appends nothing. Exit 1 when any horizon failed."""
     from datetime import date
 
-    from bot.commands.forecast import forecast_command
+    from bot.commands.forecast import forecast_main
 
     try:
         issue = date.fromisoformat(as_of) if as_of else None
     except ValueError:
         raise ChronopsError(f"--as-of {as_of!r}: not a date (use YYYY-MM-DD)") from None
-    code = forecast_command(
-        workspace, horizon=horizon, all_=all_, as_of=issue, live_dir=live_dir, say=out.print
+    code = forecast_main(
+        workspace, horizon=horizon, all_=all_, as_of=issue, live_dir=live_dir, as_json=json_, say=out.print
     )
     raise typer.Exit(code)
 
@@ -417,6 +413,7 @@ def deploy(
     no_health_check: Annotated[
         bool, typer.Option("--no-health-check", help="Install without waiting for the forecasters.")
     ] = False,
+    json_: JsonOpt = False,
     workspace: WorkspaceOpt = Path(),
 ) -> None:
     """Apply configs/<horizon>.json to the live dir (deploy.live_dir) after strict validation and the
@@ -426,10 +423,10 @@ def deploy(
     Exit codes: 0 deployed, or nothing to deploy; 1 refused before installing anything (a config
     outside the schema or the model allow-list) or another known error; 3 crash (log written);
     5 deploy failed (health mismatch, timeout or unreachable): previous configs restored."""
-    from bot.commands.deploy import deploy_command
+    from bot.commands.deploy import deploy_main
 
-    deploy_command(
-        workspace, auto_revert=auto_revert, forge_kind=forge, health_check=not no_health_check,
+    deploy_main(
+        workspace, auto_revert=auto_revert, forge_kind=forge, health_check=not no_health_check, as_json=json_,
         say=lambda line: out.print(line, markup=False, highlight=False),
     )  # fmt: skip
 
@@ -441,12 +438,11 @@ _UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c._
 
 def _normalize_dry_run(argv: list[str]) -> list[str]:
     """`--dry-run` alone means `--dry-run plan` (typer has no optional option values)."""
-    from bot.settings import DRY_RUN_LEVELS
-
     out: list[str] = []
     for i, arg in enumerate(argv):
         out.append(arg)
-        if arg == "--dry-run" and (i + 1 == len(argv) or argv[i + 1] not in DRY_RUN_LEVELS):
+        # a bare --dry-run means plan; a word after it is its level (checked, with the valid ones named)
+        if arg == "--dry-run" and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
             out.append("plan")
     return out
 
@@ -455,8 +451,16 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps every outcome to an exit code, never shows a traceback for known errors."""
     from bot.settings import log_level, torch_threads
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(a in VERBOSE_FLAGS for a in args)
+    args = [a for a in args if a not in VERBOSE_FLAGS]  # accepted by every command, anywhere
+    if args == ["--version"]:
+        from bot.commands.output import version_line
+
+        out.print(version_line(), markup=False, highlight=False)
+        sys.exit(0)
     try:
-        level = log_level()
+        level = logging.INFO if verbose else log_level()
     except ChronopsError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(exc.exit_code)
@@ -465,7 +469,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         torch_threads()  # a bad value fails before any work, not halfway through a run
-        args = _normalize_dry_run(list(sys.argv[1:] if argv is None else argv))
+        args = _normalize_dry_run(args)
         result = app(args=args, standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except ChronopsError as exc:

@@ -17,6 +17,13 @@ class ChronopsError(Exception):
     exit_code = EXIT_ERROR
 
 
+class UsageError(ChronopsError):
+    """Bad command-line usage found after parsing (a wrong horizon, options that exclude each other):
+    exits 2 like the parser's own usage errors."""
+
+    exit_code = EXIT_USAGE
+
+
 class ConfigError(ChronopsError):
     """A horizon config file is invalid."""
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.core.config import HORIZONS
-from bot.errors import ChronopsError
+from bot.errors import ChronopsError, UsageError
 from bot.settings import SETTINGS_FILE, Settings, load_settings
 
 
@@ -16,10 +16,18 @@ class Workspace:
     settings: Settings
 
     @classmethod
-    def open(cls, root: Path | None = None) -> Workspace:
+    def open(cls, root: Path | None = None, *, require: bool = False) -> Workspace:
+        """The workspace at `root` (default: the current directory). With `require`, a folder that
+        has neither chronops.toml nor configs/ is an error instead of an empty workspace: commands
+        that only read must not answer "nothing here" for the wrong folder."""
         base = (root or Path.cwd()).resolve()
         if not base.is_dir():
             raise ChronopsError(f"{base}: workspace directory not found")
+        if require and not is_workspace(base):
+            raise ChronopsError(
+                f"{base}: not a chronops workspace (no {SETTINGS_FILE} or configs/); "
+                "run `chronops init` there, or pass --workspace DIR"
+            )
         return cls(base, load_settings(base / SETTINGS_FILE))
 
     def path(self, rel: str) -> Path:
@@ -76,13 +84,22 @@ class Workspace:
         return self.path(self.settings.deploy.live_dir)
 
 
+def is_workspace(path: Path) -> bool:
+    return (path / SETTINGS_FILE).is_file() or (path / "configs").is_dir()
+
+
+def check_horizon(horizon: str) -> str:
+    """A horizon named on the command line, or a usage error (exit 2) listing the valid ones."""
+    if horizon not in HORIZONS:
+        raise UsageError(f"unknown horizon '{horizon}' (use one of {', '.join(HORIZONS)})")
+    return horizon
+
+
 def resolve_horizons(horizon: str | None, all_: bool) -> list[str]:
     if all_ and horizon:
-        raise ChronopsError("give either --horizon or --all, not both")
+        raise UsageError("give either --horizon or --all, not both")
     if all_:
         return list(HORIZONS)
     if not horizon:
-        raise ChronopsError("give --horizon H (one of 7d, 15d, 30d, 90d) or --all")
-    if horizon not in HORIZONS:
-        raise ChronopsError(f"unknown horizon '{horizon}' (use one of {', '.join(HORIZONS)})")
-    return [horizon]
+        raise UsageError("give --horizon H (one of 7d, 15d, 30d, 90d) or --all")
+    return [check_horizon(horizon)]

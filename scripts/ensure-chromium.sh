@@ -1,5 +1,5 @@
 #!/bin/sh
-# Make Debian's headless-capable Chromium available for the dashboard browser test.
+# Make Debian's headless-capable Chromium available for the browser tests (dashboard, reports, screenshots).
 # Installs only when /usr/bin/chromium is missing AND we are root (CI containers); otherwise it
 # changes nothing and its exit code tells the caller whether Chromium is usable (0) or not (1).
 set -eu
@@ -16,5 +16,6 @@ if ! command -v apt-get >/dev/null 2>&1; then
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+# the emoji font: PR-body screenshots show ✅ ❌ ⚠️ as GitHub does, not as empty boxes
+apt-get update -qq && apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null
 [ -x "$CHROMIUM" ]

@@ -67,7 +67,7 @@ SUBJECTS = {
     "validation_failed": "[Model Optimizer] Validation FAILED for 30d",
     "deployment_successful": "[Model Optimizer] Deployment Successful for 90d",
     "rollback_executed": "[Model Optimizer] Rollback Executed for 7d",
-    "run_missed": "[Model Optimizer] Scheduled Run Missed for all",
+    "run_missed": "[Model Optimizer] Scheduled Run Missed for all horizons",
 }
 
 

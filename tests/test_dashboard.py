@@ -148,7 +148,7 @@ def test_status_cli_json_and_at(repo_ws: Workspace, capsys: pytest.CaptureFixtur
     assert code == 0 and "#1 (tune)" in stdout, stdout
     code, stdout, stderr = cli(capsys, "status", "--workspace", str(repo_ws.root), "--json")
     doc = json.loads(stdout)
-    assert code == 0 and len(doc["horizons"]) == 4 and len(doc["kpis"]) == 7, stderr
+    assert code == 0 and len(doc["horizons"]) == 4 and len(doc["kpis"]) == 11 and doc["schema_version"] == 1, stderr
     code, stdout, _ = cli(capsys, "status", "--workspace", str(repo_ws.root))
     assert code == 0 and "next scheduled run" in stdout and "Automation rate" in stdout
     code, _, stderr = cli(capsys, "status", "--workspace", str(repo_ws.root), "--at", "yesterday")
@@ -239,7 +239,7 @@ def test_status_document(repo_ws: Workspace) -> None:
     assert rows["7d"]["live_version"] == 1 and rows["7d"]["live_via"] == "#2 (revert)"
     assert rows["30d"]["live_via"] == "#3 (tune)" and rows["30d"]["live_since"] == "2026-01-12T15:00:00+00:00"
     assert rows["15d"]["last_status"] == "proposed" and rows["90d"]["last_status"] == "rejected"
-    assert doc["next_scheduled_run"] is not None and len(doc["kpis"]) == 7
+    assert doc["next_scheduled_run"] is not None and len(doc["kpis"]) == 11  # the seed's 7 technical + 4 operational KPIs
     assert {k["key"] for k in doc["kpis"]} >= {"automation_rate", "time_to_remediation"}
 
 

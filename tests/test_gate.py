@@ -94,15 +94,17 @@ def test_good_candidate_is_approved_with_all_six_criteria() -> None:
     assert verdict.rmse_improvement_pct == pytest.approx(10.0)
     assert verdict.mape_improvement_pct == pytest.approx(10.0)
     assert verdict.reasons == ("all 6 criteria passed",)
-    assert verdict.headline.startswith("APPROVED: RMSE -10.0%, MAPE -10.0%, chance the gain is noise ")
+    assert verdict.headline.startswith("APPROVED: RMSE 10.0% lower, MAPE 10.0% lower, chance the gain is noise ")
 
 
 def test_headline_reads_like_the_spec() -> None:
     current_losses = losses([12.0, 12.0, 15.0, 12.0, 16.0, 16.0, 18.0, 18.0])  # p = 0.68%
     verdict = gate(scores(**{**GOOD, "rmse": 87.7, "mape": 9.19}), scores(), current_losses=current_losses)
-    assert verdict.headline == "APPROVED: RMSE -12.3%, MAPE -8.1%, chance the gain is noise 0.7%"
+    assert verdict.headline == "APPROVED: RMSE 12.3% lower, MAPE 8.1% lower, chance the gain is noise 0.7%"
     worse = compare(rmse=103.0, mape=10.2)
-    assert worse.headline.startswith("REJECTED (rmse_or_mape failed): RMSE +3.0%, MAPE +2.0%")
+    assert worse.headline.startswith("REJECTED (failed: RMSE or MAPE improvement): RMSE 3.0% higher, MAPE 2.0% higher")
+    # one sign convention everywhere: the criterion row says "improvement -3.0%" for "3.0% higher"
+    assert worse.criterion("rmse_or_mape").value == pytest.approx(-3.0)
     assert compare().headline.endswith("chance the gain is noise <0.1%")
 
 
@@ -172,7 +174,7 @@ def test_rejection_names_every_failed_criterion() -> None:
     assert [c.name for c in verdict.failed] == ["rmse_or_mape", "abs_bias"]
     assert len(verdict.reasons) == 2
     assert verdict.reasons[0].startswith("RMSE or MAPE improvement failed: ")
-    assert verdict.headline.startswith("REJECTED (rmse_or_mape, abs_bias failed): RMSE -1.0%, MAPE -1.0%")
+    assert verdict.headline.startswith("REJECTED (failed: RMSE or MAPE improvement, Absolute bias): RMSE 1.0% lower, MAPE 1.0% lower")
 
 
 def test_zero_current_value_fails_closed_unless_candidate_is_also_zero() -> None:
@@ -381,7 +383,7 @@ def test_initial_deployment_beating_naive_is_approved() -> None:
         assert (crit.value, crit.passed, crit.detail) == (None, True, NO_CURRENT)
     naive = verdict.criterion("beats_naive")
     assert (naive.value, naive.threshold, naive.comparator, naive.passed) == (119.0, 120.0, "<", True)
-    assert verdict.headline.startswith("INITIAL DEPLOYMENT APPROVED: RMSE 119.000 vs naive 120.000")
+    assert verdict.headline.startswith("INITIAL DEPLOYMENT APPROVED: RMSE 119.00 CLP vs naive 120.00 CLP")
 
 
 @pytest.mark.parametrize(
@@ -396,7 +398,8 @@ def test_initial_deployment_rejections(overrides: dict[str, float], failed: str)
     verdict = initial(scores(**overrides))
     assert verdict.decision == "initial_rejected" and not verdict.approved
     assert [c.name for c in verdict.failed] == [failed]
-    assert verdict.headline.startswith(f"INITIAL DEPLOYMENT REJECTED ({failed} failed)")
+    label = next(c.label for c in verdict.failed)
+    assert verdict.headline.startswith(f"INITIAL DEPLOYMENT REJECTED (failed: {label})")
 
 
 # --- manual override ------------------------------------------------------------------------------
@@ -410,7 +413,8 @@ def test_override_approves_and_still_shows_every_criterion() -> None:
     assert {c.name for c in verdict.failed} == {"rmse_or_mape", "abs_bias"}
     assert verdict.reasons[0] == "manual override: ops: known data fix"
     assert len(verdict.reasons) == 3
-    assert verdict.headline.startswith("APPROVED BY OVERRIDE (ops: known data fix; bypassed: ")
+    assert verdict.headline.startswith("APPROVED BY MANUAL OVERRIDE (the gate failed: ")
+    assert "ops: known data fix" not in verdict.headline  # the reports show the reason once, in its own place
 
 
 def test_override_on_initial_deployment() -> None:

@@ -25,20 +25,17 @@ from markdown_it import MarkdownIt
 
 from bot.flow.report_context import write_run_reports
 from bot.render.charts import nice_ticks
+from bot.render.emails import EMAIL_EVENTS, EMAIL_KEYS, render_email, run_email_context
 from bot.render.report import (
-    EMAIL_EVENTS,
-    EMAIL_KEYS,
     PR_BODY_LIMIT,
     REPORT_SCHEMA_VERSION,
     chart_panels,
     md_code,
     md_escape,
-    render_email,
     render_html,
     render_json,
     render_pr_body,
     report_document,
-    run_email_context,
 )
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
@@ -112,7 +109,7 @@ def run_context() -> dict[str, Any]:
             "noise_probability": 0.021,
             "initial_deployment": False,
             "override_reason": None,
-            "headline": "APPROVED: RMSE -12.3%, MAPE -11.8%, chance the gain is noise 2.1%",
+            "headline": "APPROVED: RMSE 12.3% lower, MAPE 11.8% lower, chance the gain is noise 2.1%",
             "detectable_rmse_gain_pct": 9.4,
         },
         "config_diff": [
@@ -212,7 +209,7 @@ EMAIL_CONTEXTS: dict[str, dict[str, Any]] = {
         "horizon": "7d", "version": 4, "config_hash": "0000000000001", "commit": "3f9a1c2",
         "deployed_at": datetime(2025, 1, 13, 5, 12, tzinfo=UTC),
         "changes": [{"label": "Context length", "old": "180", "new": "270"}],
-        "health": "forecaster-7d answered /health in 1.2 s",
+        "health": "forecaster-7d answered /healthz in 1.2 s",
     },
     "rollback_executed": {
         "horizon": "7d", "reason": "forecaster-7d failed its health check", "automatic": True,
@@ -232,7 +229,7 @@ def email_context(event: str) -> dict[str, Any]:
     run = run_context()
     if event == "validation_failed":
         run["verdict"] = {**run["verdict"], "approved": False, "decision": "rejected",
-                          "headline": "REJECTED (rmse_or_mape failed): RMSE -1.0%"}  # fmt: skip
+                          "headline": "REJECTED (failed: RMSE or MAPE improvement): RMSE 1.0% lower"}  # fmt: skip
         run["verdict"]["criteria"][0] = {**run["verdict"]["criteria"][0], "passed": False, "value": 1.0}
     return run_email_context(
         event, run, started_at=datetime(2025, 1, 13, 5, 0, tzinfo=UTC), expected_completion="~5 minutes",
@@ -348,7 +345,7 @@ def test_html_report_escapes_values() -> None:
 
 def test_chart_titles_are_escaped() -> None:
     page = render_html(run_context(), chart_panels({HOSTILE: validation_steps(0.0, 3.0, 1)}))
-    assert "<script" not in page.lower() and page.count("<svg") == 1
+    assert "<script" not in page.lower() and page.count("<svg") == 2  # the panel and the search space
 
 
 # --- the HTML report -----------------------------------------------------------------------------
@@ -356,7 +353,7 @@ def test_chart_titles_are_escaped() -> None:
 
 def test_html_report_is_self_contained_with_an_svg_chart() -> None:
     page = render_html(run_context(), panels())
-    assert page.count("<svg") == 2
+    assert page.count("<svg") == 3  # two backtest panels and the search space
     assert "http://" not in page and "https://" not in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(//|data:text|javascript:)""", page, flags=re.I)
     assert "@import" not in page and "url(" not in page
@@ -420,7 +417,8 @@ def test_seed_email_content() -> None:
     assert "Expected completion: ~5 minutes" in triggered.text
     passed = render_email("validation_passed", email_context("validation_passed"))
     assert passed.subject == "[Model Optimizer] Validation PASSED for 7d"
-    assert "- RMSE improvement: +12.3%" in passed.text
+    assert "- RMSE: 12.3% lower than the live config" in passed.text
+    assert "APPROVED: RMSE 12.3% lower" in passed.text  # one direction, in words, in both places
     assert "- Context length: 180 → 270" in passed.text and "- Num samples: 100 → 200" in passed.text
     assert "Deployment will proceed automatically." in passed.text
 

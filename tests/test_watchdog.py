@@ -83,7 +83,7 @@ def test_missed_run_emails_and_records_locally(tmp_path: Path) -> None:
     finally:
         controller.stop()
     assert code == EXIT_RUN_MISSED == 6 and not health.healthy
-    assert [m["Subject"] for _, m in inbox.messages] == ["[Model Optimizer] Scheduled Run Missed for all"]
+    assert [m["Subject"] for _, m in inbox.messages] == ["[Model Optimizer] Scheduled Run Missed for all horizons"]
     log = read_alerts(tmp_path / "data" / "alerts.parquet")
     assert list(log["channel"]) == ["email", "local"] and log["ok"].all()
     assert log["subject"].iloc[1] == f"{TITLE_PREFIX} for 12 days"

@@ -153,6 +153,17 @@ def model_revision(model_id: str) -> str:
 _CACHE: dict[tuple[str, str], LoadedModel] = {}
 
 
+def announce(line: str) -> None:
+    """A progress line on stderr for a person watching (a terminal, or CHRONOPS_PROGRESS=1): loading
+    torch and a model takes seconds, which used to pass in silence. Scripts reading stderr see nothing."""
+    import os
+    import sys
+
+    if sys.stderr.isatty() or os.environ.get("CHRONOPS_PROGRESS") == "1":
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
 def load_model(
     model_id: str, *, expected_family: Family | None = None, workspace: Path | None = None
 ) -> LoadedModel:
@@ -160,6 +171,8 @@ def load_model(
     resolved = model_id
     if workspace is not None and not Path(model_id).is_absolute() and (workspace / model_id).is_dir():
         resolved = str(workspace / model_id)
+    if not any(key[0] == resolved for key in _CACHE):
+        announce(f"loading model {model_id} …")
     device = "cpu"
     try:
         import torch

@@ -7,7 +7,6 @@ or not anything fires; non-zero only on errors.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from bot.workspace import Workspace, resolve_horizons
 def check(
     root: Path, *, horizon: str | None, all_: bool, data: Path | None, as_of: date | None
 ) -> list[TriggerDecision]:
-    ws = Workspace.open(root)
+    ws = Workspace.open(root, require=True)
     horizons = resolve_horizons(horizon, all_ or horizon is None)
     today = as_of or datetime.now(UTC).date()
     if data is not None:
@@ -82,7 +81,9 @@ def check_command(
             raise ChronopsError(f"--as-of {as_of!r} is not a date (use YYYY-MM-DD)") from None
     decisions = check(root, horizon=horizon, all_=all_, data=data, as_of=when)
     if as_json:
-        console.print_json(json.dumps(as_json_doc(decisions), default=str))
+        from bot.commands.output import dumps
+
+        console.out(dumps("check", as_json_doc(decisions)), highlight=False)
         return
     for d in decisions:
         console.print(describe(d), markup=False, highlight=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from bot.settings import SETTINGS_FILE
 from bot.workspace import Workspace
 
 MODEL_DIR = "models/chronos-t5-tiny-random"
+FINISHED = "data/demo-finished.json"  # written last: its presence means the whole loop ran
 OVERRIDE_REASON = (
     "demo: random-weight model, nothing can rightly pass the gate; approving 7d by manual override "
     "to show the merge and rollback path"
@@ -104,6 +106,10 @@ def run_demo(root: Path, *, progress: ProgressFactory | None, say: Callable[[str
     from bot.adapters.lock import workspace_lock
 
     with workspace_lock(ws.path("data"), timeout=ws.settings.data.lock_timeout_seconds):
+        done = ws.path(FINISHED)
+        if done.exists():  # idempotent: a finished demo is shown again, never re-run (no new PRs or merges)
+            say(f"the demo already ran in {root}; nothing was run again (delete {root} to start over)")
+            return _summary(root, ws_root, ws, json.loads(done.read_text(encoding="utf-8"))["run_id"])
         return _demo_loop(root, ws_root, ws, progress=progress, say=say)
 
 
@@ -151,6 +157,11 @@ def _demo_loop(
         forge_kind="local",
         say=say,
     )
+    atomic_write_text(ws.path(FINISHED), json.dumps({"run_id": run_id, "finished_at": utcnow().isoformat()}) + "\n")
+    return _summary(root, ws_root, ws, run_id)
+
+
+def _summary(root: Path, ws_root: Path, ws: Workspace, run_id: str) -> str:
     log = _git(Repo(root / "origin.git"), "log", "--oneline", "--graph", "-n", "12", "main")
     return "\n".join(
         [

@@ -256,3 +256,29 @@ def _alert_failure(
             "to_version": c.old_config.version if c.old_config else "none",
             "commit": commit, "executed_at": now,
         })  # fmt: skip
+
+
+def deploy_main(
+    root: Path, *, auto_revert: bool, forge_kind: str | None, health_check: bool, as_json: bool, say: Say
+) -> None:
+    """`chronops deploy [--json]`: the lines it says, or one JSON document with them (also on failure)."""
+    from bot.commands.output import emit
+    from bot.secrets import redact
+
+    lines: list[str] = []
+
+    def tell(line: str) -> None:
+        lines.append(line)
+        if not as_json:
+            say(line)
+
+    try:
+        deploy_command(root, auto_revert=auto_revert, forge_kind=forge_kind, health_check=health_check, say=tell)
+    except ChronopsError as exc:
+        if as_json:
+            emit("deploy", {"ok": False, "exit_code": exc.exit_code, "error": redact(str(exc)),
+                            "finished_at": datetime.now(UTC), "messages": lines})  # fmt: skip
+        raise
+    if as_json:
+        emit("deploy", {"ok": True, "exit_code": 0, "error": None, "finished_at": datetime.now(UTC),
+                        "messages": lines})  # fmt: skip

@@ -5,23 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from bot.adapters.history import read_history
-from bot.workspace import Workspace
-
-COLUMNS = ["optimization_date", "run_id", "horizon", "triggered_by", "status", "verdict", "pull_request"]
+from bot.commands.output import HISTORY_COLUMNS, dumps, history_records, rows, table
+from bot.workspace import Workspace, check_horizon
 
 
 def history_command(root: Path, *, horizon: str | None, as_json: bool, console: Any) -> None:
-    ws = Workspace.open(root)
+    """A table with readable headers (times to the minute, UTC; '–' where nothing was recorded), or
+    `--json`: every column, times ISO 8601, missing values null."""
+    ws = Workspace.open(root, require=True)
     frame = read_history(ws.history_path)
-    if horizon:
-        frame = frame[frame["horizon"] == horizon]
+    if horizon is not None:
+        frame = frame[frame["horizon"] == check_horizon(horizon)]
     if as_json:
-        console.print_json(frame.to_json(orient="records", date_format="iso"))
+        console.out(dumps("history", {"horizon": horizon, "rows": history_records(frame)}), highlight=False)
         return
-    table = Table(*COLUMNS)
-    for _, row in frame.iterrows():
-        table.add_row(*(str(row[c]) for c in COLUMNS))
-    console.print(table)
+    if frame.empty:
+        console.print(f"no optimization recorded yet{' for ' + horizon if horizon else ''} ({ws.history_path})")
+        return
+    console.print(table([c.header for c in HISTORY_COLUMNS], rows(frame, HISTORY_COLUMNS)))

@@ -15,7 +15,7 @@ from bot.adapters.git import GitRepo
 from bot.adapters.history import HistoryRecord, read_history, record_optimization
 from bot.adapters.lock import workspace_lock
 from bot.adapters.sources import load_series
-from bot.errors import ChronopsError, ForgeError
+from bot.errors import ChronopsError, ForgeError, UsageError
 from bot.flow import recovery
 from bot.flow.outcome import HorizonOutcome, ProgressFactory, RunOptions, new_run_id, utcnow
 from bot.flow.pipeline import run_horizon
@@ -42,17 +42,19 @@ def run_command(
     stage: str | None = None,
     out_dir: Path | None = None,
     from_dir: Path | None = None,
+    collect: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
-    ws = Workspace.open(root)
+    """Run the loop for the horizons; `collect` receives each horizon's summary (`outcome_summary`)."""
+    ws = Workspace.open(root, require=True)
     horizons = resolve_horizons(horizon, all_)
     if stage not in (None, "search", "propose"):
-        raise ChronopsError(f"unknown --stage '{stage}' (use search or propose)")
+        raise UsageError(f"unknown --stage '{stage}' (use search or propose)")
     if stage == "search" and out_dir is None:
         raise ChronopsError("--stage search needs --out DIR (where the results go)")
     if stage == "propose" and (from_dir is None or not from_dir.is_dir()):
         raise ChronopsError(f"--stage propose needs --from DIR with search results (got {from_dir})")
     if dry_run is not None and dry_run not in DRY_RUN_LEVELS:
-        raise ChronopsError(f"unknown --dry-run level '{dry_run}' (use plan, local or full)")
+        raise UsageError(f"unknown --dry-run level '{dry_run}' (use plan, local or full)")
     if force_approve and not (reason and reason.strip()):
         raise ChronopsError("--force-approve needs --reason TEXT (it is recorded in the history and PR body)")
     if reason and not force_approve:
@@ -69,7 +71,26 @@ def run_command(
     if dry_run == "local" and forge is not None:
         forge = _scratch_forge(ws)
     with workspace_lock(ws.path("data"), timeout=ws.settings.data.lock_timeout_seconds):
-        return _run_locked(ws, horizons, options, forge, stage, out_dir, from_dir, dry_run, progress, say)
+        return _run_locked(
+            ws, horizons, options, forge, stage, out_dir, from_dir, dry_run, progress, say, collect or (lambda _: None)
+        )
+
+
+def run_main(root: Path, *, as_json: bool, say: Say, **kwargs: Any) -> int:
+    """`chronops run [--json]`: the human lines, or one JSON document with every horizon's summary
+    (also written when some horizons failed, before the error line)."""
+    from bot.commands.output import emit
+
+    collected: list[dict[str, Any]] = []
+    try:
+        code = run_command(root, say=(lambda _: None) if as_json else say, collect=collected.append, **kwargs)
+    except ChronopsError:
+        if as_json and collected:
+            emit("run", {"ok": False, "dry_run": kwargs.get("dry_run"), "horizons": collected})
+        raise
+    if as_json:
+        emit("run", {"ok": code == 0, "dry_run": kwargs.get("dry_run"), "horizons": collected})
+    return code
 
 
 def _run_locked(
@@ -83,6 +104,7 @@ def _run_locked(
     dry_run: str | None,
     progress: ProgressFactory | None,
     say: Say,
+    collect: Callable[[dict[str, Any]], None],
 ) -> int:
     now = utcnow()
     run_id = new_run_id(now)
@@ -99,6 +121,7 @@ def _run_locked(
             ws, from_dir, horizons, forge=forge, options=options, run_id=run_id, now=now
         ):
             say(describe(outcome))
+            collect(outcome_summary(outcome, run_id))
         return 0
     failures = 0
     for h in horizons:
@@ -116,9 +139,11 @@ def _run_locked(
 
             record_failed_run(ws, h, run_id, now, message)
             recovery.end(marker)
+            collect({"horizon": h, "run_id": run_id, "status": "failed", "error": message})
             continue
         recovery.end(marker)
         say(describe(outcome))
+        collect(outcome_summary(outcome, run_id))
         if stage == "search":
             from bot.flow.stages import export_search
 
@@ -174,6 +199,22 @@ def _scratch_forge(ws: Workspace) -> Forge:
     Repo.clone_from(str(ws.root), tmp / "origin.git", bare=True)
     Repo.clone_from(str(tmp / "origin.git"), tmp / "clone")
     return LocalForge(GitRepo.open(tmp / "clone"), tmp / "pulls.json", base=ws.settings.forge.base_branch)
+
+
+def outcome_summary(o: HorizonOutcome, run_id: str) -> dict[str, Any]:
+    """One horizon's result for `run --json`."""
+    p = o.proposal if o.status != "dry_run" else None
+    v = o.verdict
+    return {
+        "horizon": o.horizon, "run_id": run_id, "status": o.status, "message": o.message or None,
+        "decision": v.decision if v else None, "headline": v.headline if v else None,
+        "rmse_improvement_pct": v.rmse_improvement_pct if v else None,
+        "trigger_reasons": list(o.decision.reasons) if o.decision else [],
+        "pull_request": {"number": p.pull.number, "action": p.action, "merged": p.merged, "title": p.pull.title,
+                         "url": p.pull.url or None} if p else None,
+        "report": str(o.run_dir / "report.json") if o.run_dir else None,
+        "search_seconds": o.search_seconds,
+    }  # fmt: skip
 
 
 def describe(o: HorizonOutcome) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.commands.output import MISSING, cell, dumps, table, when
 from bot.flow.status import status_at_document, status_document
-from bot.render.dashboard import when_label
 from bot.workspace import Workspace
 
 
@@ -22,56 +21,51 @@ def parse_day(text: str) -> date:
 
 
 def status_command(root: Path, *, at: str | None, as_json: bool, console: Any) -> None:
-    """`chronops status [--at DATE] [--json]`, printed on a rich console."""
-    from rich.table import Table
-
-    ws = Workspace.open(root)
+    """`chronops status [--at DATE] [--json]`, printed on a rich console. Tables fold long cells
+    instead of cutting them, so they stay readable at 80 columns."""
+    ws = Workspace.open(root, require=True)
     if at is not None:
         doc = status_at_document(ws, parse_day(at))
         if as_json:
-            console.print_json(json.dumps(doc, default=str))
+            console.out(dumps("status", doc), highlight=False)
             return
-        table = Table(
-            "horizon",
-            "version",
-            "config",
-            "live since",
-            "put there by",
-            "commit",
-            title=f"Live at the end of {doc['date']} (UTC)",
-        )
-        for c in doc["horizons"]:
-            since = c["committed_at"].strftime("%Y-%m-%d %H:%M") if c["committed_at"] else ""
-            table.add_row(c["horizon"], str(c["version"] or ""), c["config_hash"] or "", since,
-                          c["via"] if c["commit"] else (c["error"] or ""), (c["commit"] or "")[:10])  # fmt: skip
-        console.print(table)
+        body = [
+            [c["horizon"], cell(c["version"]), cell(c["config_hash"]), when(c["committed_at"]),
+             c["via"] if c["commit"] else cell(c["error"]), cell((c["commit"] or "")[:10])]
+            for c in doc["horizons"]
+        ]  # fmt: skip
+        headers = ["horizon", "version", "config", "live since (UTC)", "put there by", "commit"]
+        console.print(table(headers, body, title=f"Live at the end of {doc['date']} (UTC)"))
         return
     doc = status_document(ws, datetime.now(UTC))
     if as_json:
-        console.print_json(json.dumps(doc, default=str))
+        console.out(dumps("status", doc), highlight=False)
         return
-    table = Table(
-        "horizon", "model", "context", "ns", "T", "version", "live since", "from", "last run", "outcome"
-    )
+    models = {str(r.get("model_id") or MISSING) for r in doc["horizons"]}
+    shared = len(models) == 1  # one model for every horizon: say it once, above the table
+    if shared:
+        console.print(f"model: {models.pop()}", markup=False, highlight=False)
+    body = []
     for r in doc["horizons"]:
-        cells = [str(r.get(k) or "") for k in (
-            "horizon", "model_id", "context_length", "num_samples", "temperature", "version",
-        )]  # fmt: skip
-        since = when_label(r["live_since"]) if r.get("live_since") else ""
-        last = when_label(r["last_run"]) if r.get("last_run") else "never"
-        table.add_row(*cells, since, str(r.get("live_via") or ""), last, str(r.get("last_status") or ""))
-    console.print(table)
+        knobs = f"ctx {cell(r.get('context_length'))}"
+        if r.get("num_samples"):
+            knobs += f" · ns {r['num_samples']} · T {r.get('temperature')}"
+        model = str(r.get("model_id") or MISSING).rstrip("/").rsplit("/", 1)[-1]
+        body.append([
+            r["horizon"], *([] if shared else [model]), knobs, cell(r.get("version")), when(r.get("live_since")),
+            cell(r.get("live_via")), when(r.get("last_run")) if r.get("last_run") else "never",
+            cell(r.get("last_status")).replace("_", " "),
+        ])  # fmt: skip
+    headers = ["horizon", *([] if shared else ["model"]), "knobs", "v", "live since (UTC)", "from",
+               "last run (UTC)", "outcome"]  # fmt: skip
+    console.print(table(headers, body))
     for r in doc["horizons"]:
         if r.get("error"):
-            console.print(f"{r['horizon']}: {r['error']}")
-    console.print(f"next scheduled run: {doc['next_scheduled_run']} (Sunday 02:00 America/Santiago)")
-    kpis = Table("KPI", "value", "target", "met", "n", title="KPIs")
+            console.print(f"{r['horizon']}: {r['error']}", markup=False, highlight=False)
+    console.print(f"next scheduled run: {when(doc['next_scheduled_run'])} UTC (Sunday 02:00 America/Santiago)")
+    kpis = []
     for k in doc["kpis"]:
-        value = (
-            "n/a"
-            if k["value"] is None
-            else f"{k['value']:.1f}" + ("%" if k["unit"] == "%" else f" {k['unit']}")
-        )
+        value = MISSING if k["value"] is None else f"{k['value']:,.1f}" + ("%" if k["unit"] == "%" else f" {k['unit']}")
         met = "n/a" if k["met"] is None else ("yes" if k["met"] else "no")
-        kpis.add_row(k["label"], value, k["target"], met, str(k["n"]))
-    console.print(kpis)
+        kpis.append([k["label"], value, k["target"], met, str(k["n"])])
+    console.print(table(["KPI", "value", "target", "met", "n"], kpis, title="KPIs (seed targets)"))

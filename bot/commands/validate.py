@@ -21,7 +21,7 @@ from bot.core.gate import Verdict, evaluate_gate
 from bot.core.metrics import per_origin_loss, pooled_scores
 from bot.core.params import ApprovalSettings
 from bot.errors import DataError
-from bot.workspace import Workspace
+from bot.workspace import Workspace, check_horizon
 
 RESULT_COLUMNS = ["config_key", "set", "origin", "step", "actual", "point", "lo95", "hi95", "crps", "naive", "seconds"]
 
@@ -102,10 +102,16 @@ def validate_command(
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     """Re-judge every horizon of RUN_ID (or one) with the settings' thresholds and `overrides`."""
-    ws = Workspace.open(root)
+    ws = Workspace.open(root, require=True)
+    if horizon is not None:
+        check_horizon(horizon)  # exit 2 on a horizon that does not exist
     approval = with_overrides(ws.settings.approval, overrides)
     docs = []
-    for run_dir in run_dirs(ws, run_id):
+    dirs = run_dirs(ws, run_id)
+    if horizon is not None and horizon not in {d.name for d in dirs}:
+        have = ", ".join(d.name for d in dirs)
+        raise DataError(f"run '{run_id}' has no results for {horizon} (it has: {have})")
+    for run_dir in dirs:
         if horizon and run_dir.name != horizon:
             continue
         verdict, stored = revalidate(run_dir, approval)
@@ -114,7 +120,12 @@ def validate_command(
         if not as_json:
             say(f"{run_dir.name}: {verdict.headline}" + ("" if same else "  (differs from the stored verdict)"))
             for c in verdict.criteria:
-                mark = "pass" if c.passed else "FAIL"
+                mark = "n/a " if c.value is None and c.passed else ("pass" if c.passed else "FAIL")
                 value = "n/a" if c.value is None else f"{c.value:.4g}"
                 say(f"  {mark}  {c.label}: {value} {c.comparator} {c.threshold:g}")
-    return {"run_id": run_id, "horizons": docs}
+    doc = {"run_id": run_id, "horizons": docs}
+    if as_json:
+        from bot.commands.output import emit
+
+        emit("validate", doc)
+    return doc

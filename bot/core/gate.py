@@ -212,7 +212,7 @@ def evaluate_gate(
         decision = "rejected" if failed else "approved"
     reasons = _reasons(decision, criteria, failed, force_reason)
     body = _initial_body(criteria) if initial else _comparison_body(rmse_pct, mape_pct, noise)
-    headline = _headline(decision, failed, body, force_reason)
+    headline = _headline(decision, failed, body)
     return Verdict(
         approved=decision in ("approved", "approved_override", "initial_approved"),
         decision=decision,
@@ -410,10 +410,13 @@ def _noise_text(p: float | None) -> str:
 
 
 def _change_text(metric: str, improvement: float | None) -> str:
+    """'RMSE 12.3% lower' / 'RMSE 64.8% higher': words, so no reader has to guess what a sign means
+    (the gate's criteria report the same number as an improvement, positive = better)."""
     if improvement is None:
         return f"{metric} n/a"
-    change = -improvement
-    return f"{metric} {'+' if change > 0 else ''}{change:.1f}%"
+    if round(improvement, 1) == 0:
+        return f"{metric} unchanged"
+    return f"{metric} {abs(improvement):.1f}% {'lower' if improvement > 0 else 'higher'}"
 
 
 def _reasons(
@@ -432,18 +435,20 @@ def _reasons(
     return failures
 
 
-def _headline(decision: Decision, failed: list[Criterion], body: str, force_reason: str | None) -> str:
-    failed_names = ", ".join(c.name for c in failed)
+def _headline(decision: Decision, failed: list[Criterion], body: str) -> str:
+    """One line in words; the override's reason is not repeated here (reports show it once)."""
+    failed_labels = ", ".join(c.label for c in failed)
     if decision == "approved":
         return f"APPROVED: {body}"
     if decision == "rejected":
-        return f"REJECTED ({failed_names} failed): {body}"
+        return f"REJECTED (failed: {failed_labels}): {body}"
     if decision == "initial_approved":
         return f"INITIAL DEPLOYMENT APPROVED: {body}"
     if decision == "initial_rejected":
-        return f"INITIAL DEPLOYMENT REJECTED ({failed_names} failed): {body}"
-    bypassed = f"; bypassed: {failed_names}" if failed else ""
-    return f"APPROVED BY OVERRIDE ({force_reason}{bypassed}): {body}"
+        return f"INITIAL DEPLOYMENT REJECTED (failed: {failed_labels}): {body}"
+    if failed:
+        return f"APPROVED BY MANUAL OVERRIDE (the gate failed: {failed_labels}): {body}"
+    return f"APPROVED BY MANUAL OVERRIDE (the gate passed too): {body}"
 
 
 def _comparison_body(rmse_pct: float | None, mape_pct: float | None, noise: float | None) -> str:
@@ -453,8 +458,9 @@ def _comparison_body(rmse_pct: float | None, mape_pct: float | None, noise: floa
 def _initial_body(criteria: tuple[Criterion, ...]) -> str:
     by_name = {c.name: c for c in criteria}
     naive, coverage, bias = by_name["beats_naive"], by_name["ci95_coverage"], by_name["abs_bias"]
-    rmse = "n/a" if naive.value is None else f"{naive.value:.3f}"
+    rmse = "n/a" if naive.value is None else f"{naive.value:,.2f} CLP"
+    bias_text = "n/a" if bias.value is None else f"{bias.value:,.2f} CLP"
     return (
-        f"RMSE {rmse} vs naive {naive.threshold:.3f}, coverage {_pct(coverage.value)}, "
-        f"|bias| {'n/a' if bias.value is None else f'{bias.value:.3f}'}"
+        f"RMSE {rmse} vs naive {naive.threshold:,.2f} CLP, coverage {_pct(coverage.value)}, "
+        f"|bias| {bias_text}"
     )

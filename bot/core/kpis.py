@@ -127,6 +127,8 @@ def is_drift_trigger(triggered_by: Any) -> bool:
 def _from_metrics(metrics: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
     for r in metrics[metrics["event"] == "run"].to_dict("records"):
+        if r["status"] in NOT_RUNS:  # a preview is recorded for the audit trail, never counted
+            continue
         rows.append({
             "run_id": r["run_id"], "horizon": r["horizon"], "at": r["recorded_at"],
             "triggered": bool(r["triggered"]), "triggered_by": _text(r["triggered_by"]) or "",

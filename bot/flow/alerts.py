@@ -125,9 +125,9 @@ def send_message(
 
 
 def _default_render(event: str, context: Mapping[str, Any]) -> Email:
-    from bot.render.report import render_email
+    from bot.render.emails import render_email
 
-    return render_email(event, context)
+    return render_email(event, context, links_env=os.environ)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -232,7 +232,7 @@ def outcome_alerts(
     outcome: HorizonOutcome, run_id: str, *, automerge: bool
 ) -> list[tuple[str, dict[str, Any]]]:
     """The validation_passed / validation_failed alert of a finished run (none when it was skipped)."""
-    from bot.render.report import run_email_context, validation_event
+    from bot.render.emails import run_email_context, validation_event
 
     if outcome.verdict is None or outcome.report is None:
         return []

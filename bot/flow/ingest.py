@@ -8,7 +8,7 @@ from pathlib import Path
 from bot.adapters.sources import MINDICADOR_URL, fetch_mindicador, read_series_file
 from bot.adapters.store import file_lock, write_table
 from bot.core.series import SeriesReport, validate_series
-from bot.errors import ChronopsError
+from bot.errors import ChronopsError, UsageError
 from bot.workspace import Workspace
 
 
@@ -18,14 +18,14 @@ def ingest_series(
     ws = Workspace.open(root)
     if source == "csv":
         if path is None:
-            raise ChronopsError("--source csv needs a PATH to a date,value file")
+            raise UsageError("--source csv needs a PATH to a date,value file")
         raw = read_series_file(path)
         label = str(path)
     elif source == "mindicador":
         raw = fetch_mindicador(url or MINDICADOR_URL, start_year=start_year)
         label = url or MINDICADOR_URL
     else:
-        raise ChronopsError(f"unknown --source '{source}' (use csv or mindicador)")
+        raise UsageError(f"unknown --source '{source}' (use csv or mindicador)")
     frame, report = validate_series(raw, source=label, max_gap_days=ws.settings.data.max_gap_days)
     with file_lock(ws.series_path):
         write_table(ws.series_path, frame)

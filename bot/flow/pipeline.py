@@ -3,6 +3,7 @@ proposal on the forge → history. Decisions come from bot.core; this module onl
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from datetime import date, datetime
@@ -226,7 +227,8 @@ def run_horizon(
         run_dir, safe_context,
         chart_panels({"Current config": validation[live_key].steps, "Candidate": cand_eval.steps}),
         started_at=now, automerge=automerge and verdict.approved and options.dry_run is None,
-        search_seconds=search_seconds,
+        search_seconds=search_seconds, snooze_weeks=ws.settings.triggers.snooze_weeks,
+        links_env=os.environ,  # in Actions: GITHUB_* name the run whose artifacts hold the report
     )  # fmt: skip
     body = written["pr_body.md"].read_text(encoding="utf-8")
     if live_key == win_key and not verdict.override_reason:

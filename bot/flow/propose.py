@@ -23,7 +23,19 @@ from bot.flow.engine import Evaluation
 from bot.flow.outcome import HorizonOutcome, RunOptions
 from bot.flow.records import record_run_metrics
 from bot.flow.recovery import mark_step
+from bot.render.review import pr_title
 from bot.workspace import Workspace
+
+
+def config_diff(old: HorizonConfig | None, new: HorizonConfig) -> list[dict[str, str]]:
+    """Key, old and new value (JSON text) of every config key, as the reports' config_diff has them."""
+    before = config_to_dict(old) if old is not None else {}
+    after = config_to_dict(new)
+    return [
+        {"key": k, "old": json.dumps(before.get(k)), "new": json.dumps(after.get(k))}
+        for k in after
+        if k not in ("horizon", "provenance")
+    ]
 
 
 def finish_horizon(
@@ -88,8 +100,8 @@ def _propose(
     assert outcome.verdict is not None and outcome.winner is not None
     v = outcome.verdict
     h = outcome.horizon
-    gain = f"RMSE {-v.rmse_improvement_pct:+.1f}%" if v.rmse_improvement_pct is not None else "initial config"
-    title = f"chronops: tune {h} ({gain})"
+    # the title states the change ("chronops 7d: context 180→90, samples 100→10"); the verdict is in the body
+    title = pr_title(h, config_diff(outcome.current, outcome.winner))
     labels = ("chronops", f"horizon:{h}", "approved" if v.approved else "needs-review")
     rel = ws.config_path(h).relative_to(ws.root).as_posix()
     proposal = Proposal(

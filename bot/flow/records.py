@@ -70,9 +70,23 @@ class MetricsRecord:
     rollback_of: str | None = None  # the pull request a rollback reverts
     downtime: bool | None = None  # deploy events: did the forecaster stop serving?
     error: str | None = None
+    peak_rss_mib: float | None = None  # run events: the process's peak resident memory so far (MiB)
 
 
 METRICS_COLUMNS = [f.name for f in fields(MetricsRecord)]
+REQUIRED_COLUMNS = ["run_id", "horizon", "recorded_at", "event"]
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident set size in MiB (Linux reports KiB, macOS bytes); None if unknown."""
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return None
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def _kind(hint: Any) -> tuple[type, bool]:
@@ -105,13 +119,14 @@ def records_frame(records: Sequence[Any], cls: type[Any]) -> pd.DataFrame:
 def append_metrics(path: Path, records: Iterable[MetricsRecord]) -> None:
     rows = list(records)
     if rows:
-        append_rows(path, records_frame(rows, MetricsRecord), columns=METRICS_COLUMNS)
+        # only the key columns are required of the file: one written before a column existed still takes rows
+        append_rows(path, records_frame(rows, MetricsRecord), columns=REQUIRED_COLUMNS)
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
     """All metrics rows; an absent file is an empty frame with the schema's columns."""
     # older files may lack newer columns (added below), never these
-    frame = read_table(path, columns=["run_id", "horizon", "recorded_at", "event"])
+    frame = read_table(path, columns=REQUIRED_COLUMNS)
     if frame.empty:
         return records_frame([], MetricsRecord)
     for col in METRICS_COLUMNS:  # files written by an older schema get the new columns empty
@@ -176,6 +191,7 @@ def metrics_from_outcome(outcome: HorizonOutcome, run_id: str, now: datetime) ->
         new_config_hash=config_hash(outcome.winner) if outcome.winner is not None else None,
         rmse_before=before, rmse_after=after, rmse_improvement_pct=improvement,
         error=outcome.message[:500] if outcome.status == "failed" else None,
+        peak_rss_mib=peak_rss_mib() if v is not None else None,
     )  # fmt: skip
 
 

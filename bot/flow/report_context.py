@@ -24,7 +24,8 @@ from bot.core.search import SearchPlan
 from bot.core.series import fingerprint
 from bot.flow.outcome import HorizonOutcome, RunOptions
 from bot.render.charts import Panel
-from bot.render.report import render_html, render_json, render_pr_body, run_emails
+from bot.render.emails import run_emails
+from bot.render.report import DEFAULT_SNOOZE_WEEKS, render_html, render_json, render_pr_body, with_review
 from bot.secrets import redact
 from bot.workspace import Workspace
 
@@ -37,15 +38,25 @@ def write_run_reports(
     started_at: datetime | None = None,
     automerge: bool = False,
     search_seconds: float | None = None,
+    snooze_weeks: int = DEFAULT_SNOOZE_WEEKS,
+    links_env: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """Render and atomically write every report of one horizon's run; returns {relative name: path}:
-    pr_body.md, report.json, report.html and emails/<event>.json ({subject, text, html})."""
+    pr_body.md, report.json, report.html and emails/<event>.json ({subject, text, html}).
+    `links_env` (os.environ in a run) says where the report can be read: see bot.render.review.report_links."""
+    context = with_review(context, snooze_weeks=snooze_weeks, env=links_env)
     files = {
         "pr_body.md": render_pr_body(context),
         "report.json": render_json(context),
         "report.html": render_html(context, chart_data),
     }
-    emails = run_emails(context, started_at=started_at, automerge=automerge, search_seconds=search_seconds)
+    emails = run_emails(
+        context,
+        started_at=started_at,
+        automerge=automerge,
+        search_seconds=search_seconds,
+        links_env=links_env,
+    )
     for event, email in emails.items():
         files[f"emails/{event}.json"] = json.dumps({"event": event, **email.to_dict()}, indent=2) + "\n"
     paths = {}

@@ -17,11 +17,15 @@ from bot.adapters.history import read_history
 from bot.adapters.store import atomic_write_text
 from bot.core.config import HORIZONS, config_hash
 from bot.core.kpis import (
+    TRIGGER_KINDS,
     Kpi,
     compute_kpis,
     run_table,
+    trigger_kinds,
     trigger_reasons,
 )
+from bot.core.ops_kpis import ops_kpis, rmse_trend, weekly_triggers
+from bot.errors import ChronopsError
 from bot.flow.records import read_metrics, with_pulls
 from bot.render.dashboard import (
     SECTIONS,
@@ -37,6 +41,7 @@ from bot.render.dashboard import (
     triggers,
     validation,
 )
+from bot.render.timeline import github_pull_url, rmse_trend_chart, trigger_timeline_chart
 from bot.workspace import Workspace
 
 
@@ -76,7 +81,9 @@ class Snapshot:
 def snapshot(ws: Workspace, now: datetime) -> Snapshot:
     history = read_history(ws.history_path)
     metrics = with_pulls(read_metrics(ws.metrics_path), _local_pulls(ws), now)
-    return Snapshot(now, history, metrics, run_table(history, metrics), compute_kpis(history, metrics))
+    runs = run_table(history, metrics)
+    kpis = (*compute_kpis(history, metrics), *ops_kpis(runs, history, metrics, pd.Timestamp(now)))
+    return Snapshot(now, history, metrics, runs, kpis)
 
 
 def horizon_rows(ws: Workspace, snap: Snapshot) -> list[dict[str, Any]]:
@@ -195,6 +202,10 @@ def dashboard_context(ws: Workspace, now: datetime) -> dict[str, Any]:
     freq_rows, freq_chart = frequency(snap.runs)
     perf_rows, perf_chart = performance(snap.runs)
     trig_rows, trig_chart = triggers(snap.runs)
+    undone = rollbacks(snap)
+    weeks = weekly_triggers(snap.runs, trigger_kinds, TRIGGER_KINDS)
+    week_rows = [{**r, "week": pd.Timestamp(r["week"]).date()} for r in weeks.to_dict("records")]
+    pull_url = github_pull_url(_origin_url(ws))
     return {
         "generated_at": now.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "next_run": next_run(now).strftime("%Y-%m-%d %H:%M UTC"),
@@ -216,14 +227,32 @@ def dashboard_context(ws: Workspace, now: datetime) -> dict[str, Any]:
         "details": last_details(ws, snap),
         "trigger_rows": trig_rows,
         "trigger_chart": Markup(trig_chart),
-        "rollbacks": rollbacks(snap),
+        "rollbacks": undone,
+        # built from escaped parts only
+        "trend_chart": Markup(rmse_trend_chart(rmse_trend(snap.runs, undone), pull_url=pull_url)),
+        "trigger_timeline": Markup(trigger_timeline_chart(week_rows, TRIGGER_KINDS)),
+        "pull_url": pull_url,
     }
+
+
+def _origin_url(ws: Workspace) -> str | None:
+    """The workspace's origin remote (PR links on the dashboard when it is on github.com)."""
+    from bot.adapters.git import GitRepo
+
+    try:
+        return GitRepo(ws.root).git("remote", "get-url", "origin")
+    except Exception:  # no git, no clone, no origin: no links
+        return None
 
 
 def write_dashboard(ws: Workspace, out_dir: Path, now: datetime) -> Path:
     """Render the dashboard to OUT_DIR/index.html (atomic); returns its path."""
     html = render_dashboard(dashboard_context(ws, now))
     target = out_dir / "index.html"
-    atomic_write_text(target, html)
-    atomic_write_text(out_dir / ".nojekyll", "")  # GitHub Pages: serve the file as is
+    try:
+        # world-readable: a web server or GitHub Pages serves it as another user
+        atomic_write_text(target, html, mode=0o644)
+        atomic_write_text(out_dir / ".nojekyll", "", mode=0o644)  # GitHub Pages: serve the file as is
+    except OSError as exc:
+        raise ChronopsError(f"--out {out_dir}: cannot write the dashboard there ({exc.strerror or exc})") from None
     return target

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from html import escape
+from itertools import pairwise
 
 ACTUAL_COLOR = "#111827"
 GRID_COLOR = "#e5e7eb"
@@ -82,6 +83,16 @@ def date_ticks(x0: date, x1: date, count: int = 6) -> list[date]:
     return [x0 + timedelta(days=i) for i in range(0, days + 1, stride)]
 
 
+def edge_anchor(x: float, width: float, half_width: float = 36.0) -> str:
+    """text-anchor for an axis label at x in a viewBox `width` wide: a centred date near either edge
+    would be cut off (the report's last date used to read '2026-09'), so it hangs inward instead."""
+    if x + half_width > width - 2:
+        return "end"
+    if x - half_width < 2:
+        return "start"
+    return "middle"
+
+
 class _Scale:
     def __init__(self, domain: Domain, width: int, height: int) -> None:
         self.d = domain
@@ -122,7 +133,8 @@ def _axes(s: _Scale) -> list[str]:
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{s.bottom}" y2="{s.bottom + 4}" stroke="{AXIS_COLOR}"/>'
         )
         out.append(
-            f'<text x="{x:.1f}" y="{s.bottom + 18}" text-anchor="middle">{escape(d.isoformat())}</text>'
+            f'<text x="{x:.1f}" y="{s.bottom + 18}" text-anchor="{edge_anchor(x, s.right + MARGIN_RIGHT)}">'
+            f"{escape(d.isoformat())}</text>"
         )
     out.append(
         f'<polyline points="{s.left},{s.top} {s.left},{s.bottom} {s.right},{s.bottom}" '
@@ -367,3 +379,73 @@ def line_chart(
             f"<title>{escape(f'{d.isoformat()}: {v:,.1f}{unit}')}</title></circle>"
         )
     return "\n".join([*parts, "</svg>"])
+def _heat(frac: float) -> str:
+    """Green (best) → amber → red (worst) for frac in [0, 1]."""
+    stops = ((0.0, (22, 163, 74)), (0.5, (245, 158, 11)), (1.0, (220, 38, 38)))
+    for (f0, c0), (f1, c1) in pairwise(stops):
+        if frac <= f1:
+            t = 0.0 if f1 == f0 else (frac - f0) / (f1 - f0)
+            rgb = tuple(round(a + (b - a) * t) for a, b in zip(c0, c1, strict=True))
+            return "#{:02x}{:02x}{:02x}".format(*rgb)
+    return "#dc2626"
+
+
+def search_space(
+    contexts: Sequence[int],
+    samples: Sequence[int],
+    rmse: dict[str, float],
+    *,
+    winner: tuple[int, int] | None = None,
+    title: str = "Search space: best tuning RMSE (CLP) per context × samples",
+) -> str:
+    """A heat map of the search: one cell per (context, samples), the best tuning RMSE over the other
+    knobs written in it, greener is better; the winner's cell is outlined. Every text is escaped."""
+    cell_w, cell_h, left, top = 96, 34, 110, 48
+    # wide enough for the title: ~8.6 px per character of 14 px semibold text, with room to spare
+    width = max(left + cell_w * max(len(contexts), 1) + 16, round(16 + 8.6 * len(title)))
+    height = top + cell_h * max(len(samples), 1) + 48
+    head = (
+        f'<svg class="chart" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'font-family="system-ui, sans-serif" font-size="12" fill="{ACTUAL_COLOR}">'
+        f"<title>{escape(title)}</title>"
+        f'<text x="8" y="18" font-size="14" font-weight="600">{escape(title)}</text>'
+    )
+    values = [v for v in rmse.values() if math.isfinite(v)]
+    if not contexts or not samples or not values:
+        return head + f'<text x="8" y="{height / 2:.0f}">no candidates to plot</text></svg>'
+    lo, hi = min(values), max(values)
+    parts = [head]
+    for j, ns in enumerate(samples):
+        y = top + j * cell_h
+        label = f"{ns} samples" if ns else "no sampling"
+        parts.append(
+            f'<text x="{left - 8}" y="{y + cell_h / 2 + 4:.1f}" text-anchor="end">{escape(label)}</text>'
+        )
+        for i, ctx in enumerate(contexts):
+            x = left + i * cell_w
+            value = rmse.get(f"{ctx}x{ns}")
+            if value is None or not math.isfinite(value):
+                parts.append(
+                    f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{GRID_COLOR}"/>'
+                )
+                continue
+            frac = 0.0 if hi == lo else (value - lo) / (hi - lo)
+            stroke = ' stroke="#111827" stroke-width="3"' if winner == (ctx, ns) else ""
+            parts.append(
+                f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{_heat(frac)}" '
+                f'fill-opacity="0.75"{stroke}><title>{escape(f"context {ctx}, {ns} samples: {value:,.2f} CLP")}</title></rect>'
+            )
+            parts.append(
+                f'<text x="{x + (cell_w - 2) / 2:.1f}" y="{y + cell_h / 2 + 4:.1f}" text-anchor="middle">'
+                f"{escape(f'{value:,.1f}')}</text>"
+            )
+    bottom = top + cell_h * len(samples)
+    for i, ctx in enumerate(contexts):
+        cx = left + i * cell_w + (cell_w - 2) / 2
+        parts.append(f'<text x="{cx:.1f}" y="{bottom + 16}" text-anchor="middle">{escape(str(ctx))}</text>')
+    parts.append(
+        f'<text x="{left + cell_w * len(contexts) / 2:.1f}" y="{bottom + 36}" text-anchor="middle" '
+        f'fill="{AXIS_COLOR}">context length (observations); outlined: the winner</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)

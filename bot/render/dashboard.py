@@ -206,7 +206,17 @@ def _environment(templates: Path) -> jinja2.Environment:
     env.filters["num"] = lambda v, d=2: "n/a" if v is None else f"{v:,.{d}f}"
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{v:+.1f}%"
     env.filters["when"] = when_label
+    env.filters["change"] = _change
     return env
+
+
+def _change(improvement: float | None) -> str:
+    """An RMSE improvement (positive = lower = better) in words, as the reports say it."""
+    if improvement is None:
+        return "n/a"
+    if round(improvement, 1) == 0:
+        return "unchanged"
+    return f"{abs(improvement):.1f}% {'lower' if improvement > 0 else 'higher'}"
 
 
 def render_dashboard(context: dict[str, Any], *, templates: Path = TEMPLATES_DIR) -> str:

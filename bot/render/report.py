@@ -18,7 +18,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -28,50 +28,20 @@ import pandas as pd
 from markupsafe import Markup
 
 from bot.core.marker import METADATA_MARKER, metadata_comment
-from bot.render.charts import Panel, Window, render_panels
+from bot.render.charts import Panel, Window, render_panels, search_space
+from bot.render.review import parse_label, search_grid, summary
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"  # a link to the top-level templates/, shipped as package data
+TEMPLATES_DIR = (
+    Path(__file__).resolve().parent / "templates"
+)  # a link to the top-level templates/, shipped as package data
 PR_BODY_LIMIT = 65_000  # GitHub refuses bodies over 65,536 characters; keep a margin
 REPORT_SCHEMA_VERSION = 1
 HTML_LIMITS = (2_000, 200, 1_000)  # longest string, longest list of strings, ranking rows
 PANEL_COLORS = ("#d97706", "#2563eb", "#059669", "#7c3aed")
 # (longest string, longest list of strings, ranking rows) for each successive attempt at the PR body
 PR_BODY_LEVELS = ((2_000, 50, 100), (500, 20, 25), (160, 10, 10), (60, 5, 0))
-DISPLAY_ONLY_KEYS = ("truncated_note",)
-
-EMAIL_EVENTS = (
-    "optimization_triggered",
-    "validation_passed",
-    "validation_failed",
-    "deployment_successful",
-    "rollback_executed",
-    "run_missed",
-)
-EMAIL_KEYS: dict[str, tuple[str, ...]] = {
-    "optimization_triggered": ("horizon", "run_id", "triggered_by", "started_at", "expected_completion"),
-    "validation_passed": (
-        "horizon", "run_id", "headline", "decision", "rmse_improvement_pct", "mape_improvement_pct",
-        "changes", "automerge", "pull_request", "override_reason", "random_weights",
-    ),
-    "validation_failed": (
-        "horizon", "run_id", "headline", "failed", "rmse_improvement_pct", "mape_improvement_pct",
-        "changes", "pull_request", "no_change", "random_weights",
-    ),
-    "deployment_successful": ("horizon", "version", "config_hash", "commit", "deployed_at", "changes", "health"),
-    "rollback_executed": (
-        "horizon", "reason", "automatic", "from_version", "to_version", "commit", "executed_at",
-    ),
-    "run_missed": ("horizon", "expected_at", "last_run_at", "workflow"),
-}  # fmt: skip
-CHANGE_LABELS = {
-    "model_id": "Model",
-    "context_length": "Context length",
-    "num_samples": "Num samples",
-    "temperature": "Temperature",
-    "top_k": "Top k",
-    "top_p": "Top p",
-}
-
+DISPLAY_ONLY_KEYS = ("truncated_note", "review")
+DEFAULT_SNOOZE_WEEKS = 4  # settings.triggers.snooze_weeks's default
 
 # --- filters -------------------------------------------------------------------------------------
 
@@ -111,6 +81,19 @@ def fmt_num(value: object, digits: int = 2) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def fmt_change(improvement: object) -> str:
+    """An improvement (positive = lower = better) in words: '12.3% lower', '3.0% higher'."""
+    if (
+        not isinstance(improvement, int | float)
+        or isinstance(improvement, bool)
+        or not math.isfinite(improvement)
+    ):
+        return "n/a"
+    if round(improvement, 1) == 0:
+        return "unchanged"
+    return f"{abs(improvement):.1f}% {'lower' if improvement > 0 else 'higher'}"
 
 
 def fmt_pct(value: object, digits: int = 1) -> str:
@@ -158,6 +141,16 @@ def _metadata_comment(value: Mapping[str, Any]) -> str:
     return metadata_comment(_json_clean(value))
 
 
+def safe_url(value: object) -> str:
+    """An http(s) URL fit for a Markdown link target or an href: no spaces, parentheses or quotes."""
+    from urllib.parse import quote
+
+    text = str(value)
+    if not text.startswith(("https://", "http://")):
+        return ""
+    return quote(text, safe=":/?#@!$&*+,;=%~-._")
+
+
 def environment(templates: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
@@ -176,6 +169,8 @@ def environment(templates: Path = TEMPLATES_DIR) -> jinja2.Environment:
         when=fmt_when,
         one_line=one_line,
         metadata_comment=_metadata_comment,
+        url=safe_url,
+        change=fmt_change,
     )
     return env
 
@@ -230,11 +225,25 @@ def _hard_cut(body: str, limit: int) -> str:
     return head + note + "\n" + meta
 
 
+def with_review(
+    context: Mapping[str, Any],
+    *,
+    snooze_weeks: int = DEFAULT_SNOOZE_WEEKS,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The context plus `review` (bot.review.summary: title, three-line summary, links, chart data),
+    unless it has one already. `env` is where the links come from (nothing when None)."""
+    if "review" in context:
+        return dict(context)
+    return {**context, "review": summary(context, snooze_weeks=snooze_weeks, env=env or {})}
+
+
 def render_pr_body(
     context: Mapping[str, Any], *, templates: Path = TEMPLATES_DIR, limit: int = PR_BODY_LIMIT
 ) -> str:
     """The pull request body, always at most `limit` characters."""
     template = environment(templates).get_template("pr_body.md.j2")
+    context = with_review(context)
     body = ""
     for max_str, max_items, max_rows in PR_BODY_LEVELS:
         body = template.render(**_fit(context, max_str, max_items, max_rows))
@@ -331,156 +340,24 @@ def render_html(
 ) -> str:
     """A self-contained HTML report: inline CSS and SVG, nothing fetched from anywhere."""
     # far roomier caps than the PR body's, only so that absurd inputs cannot make a huge page
+    context = with_review(context)
     fitted = _fit(context, *HTML_LIMITS)
     # Markup: bot.render.charts escapes every piece of text it puts in the SVG
     charts = [Markup(svg) for svg in render_panels(panels)]
     return (
         environment(templates)
         .get_template("report.html.j2")
-        .render(**fitted, charts=list(zip([p.title for p in panels], charts, strict=True)))
-    )
-
-
-# --- emails --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RenderedEmail:
-    subject: str
-    text: str
-    html: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"subject": self.subject, "text": self.text, "html": self.html}
-
-
-def render_email(event: str, context: Mapping[str, Any], *, templates: Path = TEMPLATES_DIR) -> RenderedEmail:
-    """Subject, plain text and HTML of one alert email. Required context keys per event:
-
-    - optimization_triggered: horizon, run_id, triggered_by (list of reasons), started_at (datetime or
-      str), expected_completion (str, e.g. "~5 minutes").
-    - validation_passed: horizon, run_id, headline, decision (approved | approved_override |
-      initial_approved), rmse_improvement_pct, mape_improvement_pct (float | None; positive = better),
-      changes (list of {label, old, new}), automerge (bool: "Deployment will proceed automatically"),
-      pull_request (URL/number | None), override_reason (str | None), random_weights (bool).
-    - validation_failed: horizon, run_id, headline, failed (list of {label, detail}),
-      rmse_improvement_pct, mape_improvement_pct, changes, pull_request, no_change (bool: the live
-      config was already the best candidate), random_weights.
-    - deployment_successful: horizon, version, config_hash, commit, deployed_at, changes, health (str).
-    - rollback_executed: horizon, reason, automatic (bool: health check vs operator), from_version,
-      to_version, commit, executed_at.
-    - run_missed: horizon (or "all"), expected_at, last_run_at (None if never), workflow.
-
-    `run_email_context` builds the first three from a run context.
-    """
-    if event not in EMAIL_KEYS:
-        raise ValueError(f"unknown email event {event!r}; expected one of {', '.join(EMAIL_EVENTS)}")
-    missing = [k for k in EMAIL_KEYS[event] if k not in context]
-    if missing:
-        raise KeyError(f"email {event!r} needs context keys: {', '.join(missing)}")
-    env = environment(templates)
-    ctx = {**context, "event": event}
-    return RenderedEmail(
-        subject=one_line(env.get_template(f"emails/{event}.subject.j2").render(**ctx)),
-        text=env.get_template(f"emails/{event}.txt.j2").render(**ctx),
-        html=env.get_template(f"emails/{event}.html.j2").render(**ctx),
-    )
-
-
-def validation_event(run: Mapping[str, Any]) -> str:
-    return "validation_passed" if run["verdict"]["approved"] else "validation_failed"
-
-
-def _changes(run: Mapping[str, Any]) -> list[dict[str, str]]:
-    def show(raw: str) -> str:
-        try:
-            value = json.loads(raw)
-        except (TypeError, ValueError):
-            return str(raw)
-        return "none" if value is None else str(value)
-
-    return [
-        {"label": CHANGE_LABELS[row["key"]], "old": show(row["old"]), "new": show(row["new"])}
-        for row in run["config_diff"]
-        if row["key"] in CHANGE_LABELS and row["old"] != row["new"]
-    ]
-
-
-def _started_at(run_id: str) -> str:
-    try:
-        return f"{datetime.strptime(run_id[:16], '%Y%m%dT%H%M%SZ'):%Y-%m-%d %H:%M:%S} UTC"
-    except ValueError:
-        return "unknown"
-
-
-def run_email_context(
-    event: str,
-    run: Mapping[str, Any],
-    *,
-    started_at: datetime | str | None = None,
-    expected_completion: str | None = None,
-    automerge: bool = False,
-    pull_request: str | None = None,
-) -> dict[str, Any]:
-    """Email context for optimization_triggered / validation_passed / validation_failed from a run
-    context (bot.flow.pipeline.report_context). `started_at` defaults to the time in the run id."""
-    base = {"horizon": run["horizon"], "run_id": run["run_id"]}
-    if event == "optimization_triggered":
-        return {
-            **base,
-            "triggered_by": list(run["trigger_reasons"]) or ["manual run"],
-            "started_at": fmt_when(started_at) if started_at is not None else _started_at(run["run_id"]),
-            "expected_completion": expected_completion or "unknown",
-        }
-    if event not in ("validation_passed", "validation_failed"):
-        raise ValueError(f"{event!r} is not built from a run context; pass render_email its keys directly")
-    verdict = run["verdict"]
-    changes = _changes(run)
-    return {
-        **base,
-        "headline": verdict["headline"],
-        "decision": verdict["decision"],
-        "rmse_improvement_pct": verdict["rmse_improvement_pct"],
-        "mape_improvement_pct": verdict["mape_improvement_pct"],
-        "changes": changes,
-        "automerge": automerge,
-        "pull_request": pull_request,
-        "override_reason": verdict["override_reason"],
-        "random_weights": bool(run["random_weights"]),
-        "failed": [
-            {"label": c["label"], "detail": c["detail"]} for c in verdict["criteria"] if not c["passed"]
-        ],
-        "no_change": not changes,
-    }
-
-
-def run_emails(
-    run: Mapping[str, Any],
-    *,
-    started_at: datetime | str | None = None,
-    automerge: bool = False,
-    search_seconds: float | None = None,
-    pull_request: str | None = None,
-) -> dict[str, RenderedEmail]:
-    """The emails a tuning run produces: optimization_triggered, then validation passed or failed."""
-    minutes = f"~{max(1, round(search_seconds / 60))} minutes" if search_seconds is not None else None
-    events = ("optimization_triggered", validation_event(run))
-    return {
-        e: render_email(
-            e,
-            run_email_context(
-                e,
-                run,
-                started_at=started_at,
-                expected_completion=minutes,
-                automerge=automerge,
-                pull_request=pull_request,
-            ),
+        .render(
+            **fitted,
+            charts=list(zip([p.title for p in panels], charts, strict=True)),
+            search_chart=Markup(_search_chart(context)),
         )
-        for e in events
-    }
+    )
 
 
-# --- files ---------------------------------------------------------------------------------------
-
-
+def _search_chart(context: Mapping[str, Any]) -> str:
+    grid = search_grid(context["all_candidates"])
+    top = context["top_candidates"]
+    parsed = parse_label(str(top[0]["label"])) if top else None
+    winner = (parsed[0], parsed[1] or 0) if parsed else None
+    return search_space(grid["contexts"], grid["samples"], grid["rmse"], winner=winner)
