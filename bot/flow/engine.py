@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bot.adapters.chronos import LoadedModel
+from bot.adapters.chronos import Model
 from bot.adapters.store import file_lock, read_table, write_table
 from bot.core.backtest import context_window, target_window
 from bot.core.config import Family, HorizonConfig, config_hash
@@ -130,7 +130,7 @@ def _origin_seed(seed: int, origin: pd.Timestamp) -> int:
 class Engine:
     def __init__(
         self,
-        model: LoadedModel,
+        model: Model,
         dates: pd.Series,
         values: np.ndarray,
         *,
@@ -147,17 +147,19 @@ class Engine:
         self.stats = EngineStats()
         self._warm = False
 
-    def pending_calls(self, configs: Sequence[HorizonConfig], origins: Sequence[int]) -> int:
+    def pending_calls(
+        self, configs: Sequence[HorizonConfig], origins: Sequence[int], *, share_draws: bool = True
+    ) -> int:
         """Predict calls `evaluate` would make: (call group, origin) pairs not fully in the cache."""
         groups: dict[tuple[object, ...], list[HorizonConfig]] = {}
         for cfg in configs:
-            groups.setdefault(draw_group_key(cfg), []).append(cfg)
+            groups.setdefault(draw_group_key(cfg, share_draws), []).append(cfg)
         pending = 0
         for members in groups.values():
             for origin in origins:
                 when = pd.Timestamp(self.dates.iloc[origin])
                 fp = self._fingerprint(members[0], origin)
-                if any(self.cache.get(self.cache_key(c), when, fp) is None for c in members):
+                if any(self.cache.get(self.cache_key(c, not share_draws), when, fp) is None for c in members):
                     pending += 1
         return pending
 
@@ -171,8 +173,10 @@ class Engine:
         )  # fmt: skip
         return seconds
 
-    def cache_key(self, cfg: HorizonConfig) -> str:
-        return backtest_cache_key(self.model.model_id, self.model.revision, cfg)
+    def cache_key(self, cfg: HorizonConfig, solo: bool = False) -> str:
+        """Rows from a call of its own (`share_draws=False`, timed alone) are cached apart: the same
+        errors (same draws), but inference seconds measured, not apportioned."""
+        return backtest_cache_key(self.model.model_id, self.model.revision, cfg) + ("|solo" if solo else "")
 
     def _fingerprint(self, cfg: HorizonConfig, origin: int) -> str:
         ctx = context_window(self.values, origin, cfg.effective_context_length)
@@ -210,7 +214,7 @@ class Engine:
         done = 0
         for members in groups.values():
             for origin in origins:
-                self._evaluate_group_at(members, origin, frames, seconds)
+                self._evaluate_group_at(members, origin, frames, seconds, solo=not share_draws)
                 crash_point("engine:origin")
                 done += 1
                 if progress:
@@ -232,10 +236,12 @@ class Engine:
         origin: int,
         frames: dict[str, list[pd.DataFrame]],
         seconds: dict[str, dict[pd.Timestamp, float]],
+        *,
+        solo: bool = False,
     ) -> None:
         when = pd.Timestamp(self.dates.iloc[origin])
         fp = self._fingerprint(members[0], origin)
-        cached = {config_hash(c): self.cache.get(self.cache_key(c), when, fp) for c in members}
+        cached = {config_hash(c): self.cache.get(self.cache_key(c, solo), when, fp) for c in members}
         if all(rows is not None for rows in cached.values()):
             self.stats.cache_hits += len(members)
             for key, rows in cached.items():
@@ -271,4 +277,4 @@ class Engine:
             rows = step_rows(used, actual, float(ctx[-1]), when, target_dates)
             frames[key].append(rows)
             seconds[key][when] = secs
-            self.cache.put(self.cache_key(cfg), when, fp, rows, secs)
+            self.cache.put(self.cache_key(cfg, solo), when, fp, rows, secs)
