@@ -70,9 +70,11 @@ def test_spread_order_prefixes_cover_the_range() -> None:
 
 
 def test_halving_schedule_and_keep_best() -> None:
-    assert halving_schedule(540, 9) == [60, 180, 540]
-    assert halving_schedule(540, 27) == [60, 180, 540]  # 20 is under the first-rung minimum of 30
+    assert halving_schedule(540, 9, min_first=30) == [60, 180, 540]
+    assert halving_schedule(540, 27, min_first=30) == [60, 180, 540]  # 20 is under the first rung's 30
     assert halving_schedule(540, 27, min_first=8) == [20, 60, 180, 540]
+    assert halving_schedule(540, 9) == [180, 540]  # default first rung: a third of the origins
+    assert halving_schedule(60, 9) == [60]  # 7 and 20 are under the default's minimum of 30
     assert halving_schedule(540, 1) == [540]
     assert halving_schedule(40, 27, min_first=8) == [14, 40]  # ceil(40/27) = 2, ceil(40/9) = 5: dropped
     assert halving_schedule(43, 9) == [43]  # a small set is a plain grid
