@@ -36,6 +36,8 @@ def test_run_stores_vol_mse_losses_and_validate_rejudges_exactly(tmp_path: Path,
     cfg_path.write_text(json.dumps(cfg))
     plan = run_cli("run", "--horizon", "7d", "--force", "--dry-run", "plan", "-w", str(ws), timeout=300)
     assert plan.code == 0, plan.stderr
+    assert "origins: 4 tuning and 10 validation origins, one every 5 observations" in plan.stdout
+    assert "resolution: these validation origins confirm a true RMSE gain of about" in plan.stdout
     (run_dir,) = [d / "7d" for d in (ws / "data" / "runs").iterdir()]
 
     meta = json.loads((run_dir / "results_meta.json").read_text())
