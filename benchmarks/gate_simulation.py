@@ -293,7 +293,8 @@ def run_scenario(
 
 def halving_winner(arms: list[Arm], s: int, tune: np.ndarray) -> int:
     """The tuning round as `search.strategy = "halving"` runs it: rungs on growing spread subsets."""
-    cols = np.flatnonzero(tune)[spread_order(int(tune.sum()))]
+    cols = np.flatnonzero(tune)
+    cols = cols[spread_order(cols.tolist())]
     alive = [str(c) for c in range(1, len(arms))]
     for stop in halving_schedule(len(cols), len(alive)):
         mse = {a: float(arms[int(a)].sq[s, cols[:stop]].sum()) for a in alive}

@@ -59,14 +59,19 @@ def test_history_origins_errors() -> None:
         history_origins(100, prediction_length=5, max_context=20, step=4)
 
 
-def test_spread_order_prefixes_cover_the_range() -> None:
-    assert spread_order(8) == [0, 4, 2, 6, 1, 5, 3, 7]
-    assert spread_order(5) == [0, 4, 2, 1, 3]
-    assert spread_order(0) == []
-    order = spread_order(1000)
+def test_spread_order_prefixes_cover_the_range_and_ignore_other_keys() -> None:
+    assert spread_order([0, 1, 2, 3, 4, 5, 6, 7]) == [0, 4, 2, 6, 1, 5, 3, 7]
+    assert spread_order([]) == []
+    keys = list(range(100, 1100))
+    order = spread_order(keys)
     assert sorted(order) == list(range(1000))
-    first = sorted(order[:10])  # the first tenth of a rung reaches both ends of the history
-    assert first[0] == 0 and first[-1] > 800
+    first = sorted(keys[i] for i in order[:10])  # a tenth of a rung reaches both ends of the history
+    assert first[0] < 200 and first[-1] > 900
+    # one key more at the end, one less at the start: the others keep their relative order
+    grown = spread_order([*keys[1:], 1100])
+    assert [keys[1:][i] for i in grown if i < 999 and keys[1:][i] != 1100] == [
+        keys[i] for i in order if keys[i] != 100
+    ]
 
 
 def test_halving_schedule_and_keep_best() -> None:

@@ -21,6 +21,7 @@ so per-origin losses are not mechanically correlated.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,16 +127,18 @@ def history_origins(
     return OriginPlan(tuple(tuning), tuple(validation), step, prediction_length, block)
 
 
-def spread_order(n: int) -> list[int]:
-    """0..n-1 ordered so that every prefix is spread evenly over the range (van der Corput order).
+def spread_order(keys: Sequence[int]) -> list[int]:
+    """Positions of `keys` ordered by their bit-reversed value (van der Corput order).
 
-    Successive halving scores its first rungs on a prefix: spread, a rung sees every part of the
-    history instead of only the oldest years.
+    Every prefix is spread evenly over the range: successive halving scores its first rungs on a
+    prefix, which then sees every part of the history instead of only the oldest years. Keys are
+    origin grid indices (origin // step): the order of two origins never depends on which other
+    origins are present, so when data is appended (or the oldest origin leaves a capped history)
+    a rung keeps almost all of last week's origins and the backtest cache serves them.
     """
-    if n <= 0:
-        return []
-    bits = max(1, (n - 1).bit_length())
-    return sorted(range(n), key=lambda i: (int(format(i, f"0{bits}b")[::-1], 2), i))
+    width = max(1, max((int(k).bit_length() for k in keys), default=1))
+    width = max(width, 32)
+    return sorted(range(len(keys)), key=lambda i: (int(format(int(keys[i]), f"0{width}b")[::-1], 2), i))
 
 
 def context_window(values: np.ndarray, origin: int, context_length: int) -> np.ndarray:

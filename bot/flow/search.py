@@ -15,6 +15,7 @@ were scored on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -102,7 +103,8 @@ def _halving(
     for c in candidates:
         groups.setdefault(draw_group_key(c), []).append(c)
     names = {g: repr(g) for g in groups}
-    ordered = [origins[i] for i in spread_order(len(origins))]
+    step = math.gcd(*origins) if origins else 1
+    ordered = [origins[i] for i in spread_order([o // step for o in origins])]
     rungs = halving_schedule(len(ordered), len(groups))
     alive = list(groups)
     scored: dict[str, list[pd.DataFrame]] = {config_hash(c): [] for c in candidates}
