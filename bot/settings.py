@@ -32,14 +32,23 @@ class SearchSettings:
     )
     num_samples: list[int] = field(default_factory=lambda: [50, 100, 200])
     temperature: list[float] = field(default_factory=lambda: [0.8, 1.0, 1.2])
-    tuning_origins: int = 24
-    validation_origins: int = 24
+    # Origins cover the whole history (every origin with enough context), in blocks of about
+    # `split_block_obs` observations alternating tuning / validation. N > 0 keeps only the newest N
+    # of a set; max_history_years > 0 drops origins older than that.
+    tuning_origins: int = 0
+    validation_origins: int = 0
+    max_history_years: float = 0.0
+    split_block_obs: int = 250
     # Origins are spaced by at least the horizon's prediction length (non-overlapping windows)
     # and at least this many observations.
     min_origin_step: int = 5
+    # Besides the current config, the winner and every candidate sharing its predict call (T5: its
+    # num_samples siblings, free) are scored on the validation origins, plus the best
+    # validate_top - 1 other candidates: cached, so a changed winner needs no cold re-validation.
+    validate_top: int = 1
     time_budget_seconds: float = 600.0
     seed: int = 20260101
-    strategy: str = "grid"  # grid | random | halving
+    strategy: str = "halving"  # halving | grid | random
     # T5 samples per random stream (stream i seeded from (seed, i): the first k draws are the same
     # whatever the total); with CHRONOPS_T5_SAMPLER=stock also per predict call, bounding memory
     sample_chunk: int = 25
@@ -130,6 +139,7 @@ class Settings:
 
 _CHOICES = {
     ("search", "strategy"): {"grid", "random", "halving"},
+    ("approval", "noise_loss"): {"vol_mse", "mse"},
     ("forge", "kind"): {"local", "github"},
     ("forge", "merge_method"): {"merge", "squash", "rebase"},
     ("alerts", "smtp_security"): {"starttls", "ssl", "none"},
@@ -263,10 +273,17 @@ def _check_semantics(obj: Any, source: str, path: tuple[str, ...]) -> None:
             raise SettingsError(f"{source}: search.num_samples needs positive values")
         if not obj.temperature or min(obj.temperature) <= 0:
             raise SettingsError(f"{source}: search.temperature needs positive values")
-        if obj.tuning_origins < 2 or obj.validation_origins < 2:
-            raise SettingsError(f"{source}: search.tuning_origins and validation_origins must be >= 2")
+        for name in ("tuning_origins", "validation_origins"):
+            if getattr(obj, name) < 0 or getattr(obj, name) == 1:
+                raise SettingsError(f"{source}: search.{name} must be 0 (all) or >= 2")
+        if obj.max_history_years < 0:
+            raise SettingsError(f"{source}: search.max_history_years must be >= 0 (0 = the whole history)")
+        if obj.split_block_obs < 1 or obj.validate_top < 1:
+            raise SettingsError(f"{source}: search.split_block_obs and validate_top must be >= 1")
         if obj.sample_chunk < 1:
             raise SettingsError(f"{source}: search.sample_chunk must be >= 1")
+    if isinstance(obj, ApprovalSettings) and obj.volatility_window < 2:
+        raise SettingsError(f"{source}: approval.volatility_window must be >= 2 (daily changes)")
     if isinstance(obj, DeploySettings):
         for name in ("health_poll_seconds", "poll_seconds", "forecast_interval_seconds"):
             if getattr(obj, name) <= 0:
@@ -289,6 +306,8 @@ max_inference_time_increase_pct = 50.0
 min_ci95_coverage_pct = 90.0      # pooled empirical coverage of the 95% interval
 max_abs_bias = 5.0                # CLP
 max_noise_probability = 0.05      # one-sided Diebold-Mariano p-value; 1.0 = seed's exact rule
+noise_loss = "vol_mse"            # loss the noise test compares: vol_mse | mse
+volatility_window = 60            # daily changes before an origin that set its volatility
 
 [triggers]
 max_days_since_optimization = 14  # time fallback
@@ -305,12 +324,15 @@ snooze_weeks = 4                  # a bot PR closed unmerged snoozes its horizon
 [search]
 num_samples = [50, 100, 200]      # t5 only
 temperature = [0.8, 1.0, 1.2]     # t5 only
-tuning_origins = 24               # walk-forward origins used to pick the winner
-validation_origins = 24           # later, disjoint origins used only by the gate
+tuning_origins = 0                # 0 = every tuning origin of the history; N = the newest N
+validation_origins = 0            # 0 = every validation origin (used only by the gate)
+max_history_years = 0.0           # 0 = whole history; else only origins in the last N years
+split_block_obs = 250             # ~a year per block, blocks alternate tuning / validation
+validate_top = 1                  # winner + its shared-call siblings; N > 1 adds N - 1 runners-up
 min_origin_step = 5
 time_budget_seconds = 600.0
 seed = 20260101
-strategy = "grid"                 # grid | random | halving
+strategy = "halving"              # halving | grid | random
 sample_chunk = 25                 # t5 samples per random stream (per call with the stock sampler)
 
 [search.context_length]

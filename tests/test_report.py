@@ -111,6 +111,7 @@ def run_context() -> dict[str, Any]:
             "override_reason": None,
             "headline": "APPROVED: RMSE 12.3% lower, MAPE 11.8% lower, chance the gain is noise 2.1%",
             "detectable_rmse_gain_pct": 9.4,
+            "noise_loss": "vol_mse",
         },
         "config_diff": [
             {"key": "model_id", "old": '"amazon/chronos-t5-small"', "new": '"amazon/chronos-t5-small"'},
@@ -150,6 +151,10 @@ def run_context() -> dict[str, Any]:
         "duplicates": ["ctx=540 ns=200 T=0.8 is ctx=512 ns=200 T=0.8 (T5 reads at most 512)"],
         "n_tuning": 24,
         "n_validation": 12,
+        "origins_text": "24 tuning and 12 validation origins, one every 7 observations, from 2024-03-01 to "
+        "2024-10-31, in alternating blocks of 6 origins (tuning, validation, tuning, ...): both sets span the "
+        "history and no target window of one overlaps a target window of the other",
+        "noise_loss_text": "squared error divided by the variance of daily changes known at the origin",
         "trigger_reasons": ["Performance degradation: RMSE +18.5%", "Data drift: MEDIUM severity"],
         "trigger": {"fire": True, "forced": False},
         "truncated_note": False,

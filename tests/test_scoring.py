@@ -10,7 +10,6 @@ import pytest
 
 from bot.core.backtest import walk_forward_origins
 from bot.core.metrics import Z90, Z975, Forecast, per_origin_loss, pooled_scores, sample_crps, step_rows
-from bot.core.search import halving_rungs, halving_survivors
 
 
 def test_sample_crps_matches_the_brute_force_definition() -> None:
@@ -93,13 +92,3 @@ def test_origins_are_disjoint_later_validation_and_stable_as_data_grows() -> Non
     assert a.all == b.all  # 5 more observations do not move the grid: next week's run hits the cache
     c = walk_forward_origins(1021, prediction_length=21, max_context=365, n_tuning=4, n_validation=3, step=21)
     assert c.all[:-1] == a.all[1:]  # a full step later: one new origin, the rest shared
-
-
-def test_halving_rungs_and_survivors() -> None:
-    assert halving_rungs(24) == [6, 12, 24]
-    assert halving_rungs(8) == [4, 8]
-    assert halving_rungs(2) == [2]
-    rmse = {f"c{i}": float(i) for i in range(10)}
-    assert halving_survivors(rmse) == {"c0", "c1", "c2", "c3", "c4"}
-    assert halving_survivors({"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}) == {"a", "b", "c"}  # at least 3
-    assert halving_survivors({"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0, "e": 5.0, "f": 6.0}) == {"a", "b", "c", "d"}

@@ -12,7 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -25,6 +25,27 @@ if TYPE_CHECKING:  # torch is imported lazily: `chronops --help` should not pay 
     from bot.adapters.t5_sampler import T5Sampler
 
 log = logging.getLogger(__name__)
+
+
+class Model(Protocol):
+    """What the engine and the reports need from a model: its identity and `predict`."""
+
+    model_id: str
+    family: Family
+    revision: str
+
+    def predict(
+        self,
+        context: np.ndarray,
+        prediction_length: int,
+        *,
+        num_samples: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+        sample_chunk: int = 50,
+    ) -> tuple[Forecast, float]: ...
 
 
 @dataclass
@@ -164,13 +185,59 @@ def announce(line: str) -> None:
         sys.stderr.flush()
 
 
+def _resolve(model_id: str, workspace: Path | None) -> str:
+    if workspace is not None and not Path(model_id).is_absolute() and (workspace / model_id).is_dir():
+        return str(workspace / model_id)
+    return model_id
+
+
+class LazyModel:
+    """A model that loads (and imports torch and chronos) on its first `predict`.
+
+    Its identity (model_id, family from the config, revision) needs no torch, so a run whose
+    forecasts all come from the backtest cache (a weekly rerun) never pays the ~10 s import and
+    load. A family mismatch is reported at that first predict.
+    """
+
+    def __init__(self, model_id: str, family: Family, *, workspace: Path | None = None) -> None:
+        self.model_id = model_id
+        self.family = family
+        self.workspace = workspace
+        self.revision = model_revision(_resolve(model_id, workspace))
+        self._loaded: LoadedModel | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def load(self) -> LoadedModel:
+        if self._loaded is None:
+            self._loaded = load_model(self.model_id, expected_family=self.family, workspace=self.workspace)
+        return self._loaded
+
+    def predict(
+        self,
+        context: np.ndarray,
+        prediction_length: int,
+        *,
+        num_samples: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+        sample_chunk: int = 50,
+    ) -> tuple[Forecast, float]:
+        return self.load().predict(
+            context, prediction_length, num_samples=num_samples, temperature=temperature, top_k=top_k,
+            top_p=top_p, seed=seed, sample_chunk=sample_chunk,
+        )  # fmt: skip
+
+
 def load_model(
     model_id: str, *, expected_family: Family | None = None, workspace: Path | None = None
 ) -> LoadedModel:
     """Load a Chronos pipeline from a Hugging Face id or a local directory (cached per process)."""
-    resolved = model_id
-    if workspace is not None and not Path(model_id).is_absolute() and (workspace / model_id).is_dir():
-        resolved = str(workspace / model_id)
+    resolved = _resolve(model_id, workspace)
     if not any(key[0] == resolved for key in _CACHE):
         announce(f"loading model {model_id} …")
     device = "cpu"

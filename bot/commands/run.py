@@ -222,6 +222,15 @@ def describe(o: HorizonOutcome) -> str:
         reasons = "; ".join(o.decision.reasons) if o.decision and o.decision.reasons else o.message
         return f"{o.horizon}: skipped ({reasons})"
     lines = [f"{o.horizon}: {o.verdict.headline if o.verdict else o.status}"]
+    report = o.report or {}
+    if report.get("origins_text"):
+        lines.append(f"  origins: {report['origins_text']}")
+    if o.verdict and o.verdict.detectable_rmse_gain_pct is not None:
+        lines.append(
+            f"  resolution: these validation origins confirm a true RMSE gain of about "
+            f"{o.verdict.detectable_rmse_gain_pct:.1f}% or more 4 times in 5 (noise test on "
+            f"{report.get('noise_loss_text') or o.verdict.noise_loss or 'squared error'})"
+        )
     if o.ranking:
         lines.append(
             f"  {'rank':>4}  {'config':<26} {'tuning RMSE':>12} {'MAPE %':>8} {'CRPS':>10} {'cov95 %':>8}"

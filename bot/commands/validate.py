@@ -18,12 +18,25 @@ import pandas as pd
 
 from bot.adapters.store import read_table
 from bot.core.gate import Verdict, evaluate_gate
-from bot.core.metrics import per_origin_loss, pooled_scores
+from bot.core.loss import MSE, noise_test_losses
+from bot.core.metrics import pooled_scores
 from bot.core.params import ApprovalSettings
 from bot.errors import DataError
 from bot.workspace import Workspace, check_horizon
 
-RESULT_COLUMNS = ["config_key", "set", "origin", "step", "actual", "point", "lo95", "hi95", "crps", "naive", "seconds"]
+RESULT_COLUMNS = [
+    "config_key",
+    "set",
+    "origin",
+    "step",
+    "actual",
+    "point",
+    "lo95",
+    "hi95",
+    "crps",
+    "naive",
+    "seconds",
+]
 
 
 def run_dirs(ws: Workspace, run_id: str) -> list[Path]:
@@ -40,16 +53,24 @@ def run_dirs(ws: Workspace, run_id: str) -> list[Path]:
 
 def revalidate(run_dir: Path, approval: ApprovalSettings) -> tuple[Verdict, Verdict | None]:
     """(re-evaluated verdict, verdict stored by the original run)."""
-    meta = _read_json(run_dir / "results_meta.json", ("winner_key", "current_key", "initial", "prediction_length", "origin_step"))
-    results = read_table(run_dir / "results.parquet", columns=RESULT_COLUMNS)
+    meta = _read_json(
+        run_dir / "results_meta.json",
+        ("winner_key", "current_key", "initial", "prediction_length", "origin_step"),
+    )
+    # runs stored before the vol_mse loss have no scale column and were judged on raw squared error
+    loss = str(meta.get("noise_loss", MSE))
+    columns = RESULT_COLUMNS if loss == MSE else [*RESULT_COLUMNS, "scale"]
+    results = read_table(run_dir / "results.parquet", columns=columns)
     val = results[results["set"] == "validation"]
 
     def scores_of(key: str) -> tuple[Any, pd.Series]:
         rows = val[val["config_key"] == key]
         if rows.empty:
             raise DataError(f"{run_dir}: no validation rows for config {key}")
-        secs = rows.groupby("origin")["seconds"].first()
-        return pooled_scores(rows, float(np.median(secs))), per_origin_loss(rows)
+        secs = rows.groupby("origin")["seconds"].first().dropna()  # timed alone at some origins only
+        scale = rows.groupby("origin")["scale"].first() if loss != MSE else None
+        seconds = float(np.median(secs)) if len(secs) else 0.0
+        return pooled_scores(rows, seconds), noise_test_losses(rows, loss, scale)
 
     cand, cand_losses = scores_of(meta["winner_key"])
     current = current_losses = None
@@ -71,6 +92,7 @@ def revalidate(run_dir: Path, approval: ApprovalSettings) -> tuple[Verdict, Verd
         settings=approval,
         force_reason=override,
         origin_step=int(meta["origin_step"]),
+        noise_loss=loss,
     )
     return verdict, stored
 
@@ -88,7 +110,7 @@ def _read_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def with_overrides(approval: ApprovalSettings, overrides: dict[str, float | None]) -> ApprovalSettings:
-    changes = {k: float(v) for k, v in overrides.items() if v is not None}
+    changes: dict[str, Any] = {k: float(v) for k, v in overrides.items() if v is not None}
     return replace(approval, **changes)
 
 
@@ -118,7 +140,10 @@ def validate_command(
         same = stored is not None and stored.to_dict() == verdict.to_dict()
         docs.append({"horizon": run_dir.name, "verdict": verdict.to_dict(), "same_as_stored": same})
         if not as_json:
-            say(f"{run_dir.name}: {verdict.headline}" + ("" if same else "  (differs from the stored verdict)"))
+            say(
+                f"{run_dir.name}: {verdict.headline}"
+                + ("" if same else "  (differs from the stored verdict)")
+            )
             for c in verdict.criteria:
                 mark = "n/a " if c.value is None and c.passed else ("pass" if c.passed else "FAIL")
                 value = "n/a" if c.value is None else f"{c.value:.4g}"

@@ -34,11 +34,12 @@ evaluated and shown, and the reason is recorded.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, cast, get_args
 
 import pandas as pd
 
+from bot.core.loss import NOISE_LOSSES
 from bot.core.metrics import Scores
 from bot.core.noise_test import NoiseTest, overlap_lag, paired_noise_test
 from bot.core.params import ApprovalSettings
@@ -97,6 +98,8 @@ class Verdict:
     headline: str
     # smallest RMSE gain (%) the test would confirm 4 times in 5 at this noise; None when untestable
     detectable_rmse_gain_pct: float | None = None
+    # the per-origin loss the noise test compared (bot.core.loss.NOISE_LOSSES); None: no test
+    noise_loss: str | None = None
 
     def criterion(self, name: str) -> Criterion:
         for crit in self.criteria:
@@ -121,6 +124,7 @@ class Verdict:
             "override_reason": self.override_reason,
             "headline": self.headline,
             "detectable_rmse_gain_pct": self.detectable_rmse_gain_pct,
+            "noise_loss": self.noise_loss,
         }
 
     @classmethod
@@ -143,6 +147,7 @@ class Verdict:
             override_reason=None if raw["override_reason"] is None else str(raw["override_reason"]),
             headline=str(raw["headline"]),
             detectable_rmse_gain_pct=_opt_float(raw.get("detectable_rmse_gain_pct")),  # absent before v0.2
+            noise_loss=None if raw.get("noise_loss") is None else str(raw["noise_loss"]),  # absent before v0.3
         )
 
 
@@ -181,11 +186,14 @@ def evaluate_gate(
     settings: ApprovalSettings,
     force_reason: str | None = None,
     origin_step: int | None = None,
+    noise_loss: str = "mse",
 ) -> Verdict:
     """Judge a candidate against the current config (or, with none, against the naive forecast).
 
     `origin_step` is the spacing of the validation origins in observations; None means
     `prediction_length` (walk-forward windows that just do not overlap, so the test uses lag 0).
+    `noise_loss` names the per-origin loss in `current_losses` / `candidate_losses` (see
+    bot.core.loss): it is recorded in the verdict and named in the significance detail.
     """
     if force_reason is not None and not force_reason.strip():
         raise ValueError("force_reason must say why the gate is overridden (got an empty string)")
@@ -198,6 +206,8 @@ def evaluate_gate(
         mape_pct = _improvement(current.mape, candidate.mape)
         alpha = settings.max_noise_probability if 0.0 < settings.max_noise_probability < 1.0 else 0.05
         test = _run_test(current_losses, candidate_losses, lag, alpha)
+        if test is not None:
+            test = replace(test, detail=f"{test.detail}; loss: {NOISE_LOSSES.get(noise_loss, noise_loss)}")
         noise = None if test is None else test.p_value
         detectable = None if test is None else test.detectable_rmse_gain_pct
         criteria = _comparison_criteria(current, candidate, rmse_pct, mape_pct, test, settings)
@@ -225,6 +235,7 @@ def evaluate_gate(
         override_reason=force_reason,
         headline=headline,
         detectable_rmse_gain_pct=detectable,
+        noise_loss=None if current is None else noise_loss,
     )
 
 

@@ -19,6 +19,10 @@ class ApprovalSettings:
     max_abs_bias: float = 5.0
     # Chance the gain is noise (one-sided Diebold-Mariano p-value); 1.0 turns the test off.
     max_noise_probability: float = 0.05
+    # The per-origin loss that test compares: vol_mse (squared error / variance of the
+    # `volatility_window` daily changes before the origin) or mse (raw squared error).
+    noise_loss: str = "vol_mse"
+    volatility_window: int = 60
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bot.adapters.chronos import LoadedModel
+from bot.adapters.chronos import Model
 from bot.adapters.store import file_lock, read_table, write_table
 from bot.core.backtest import context_window, target_window
 from bot.core.config import Family, HorizonConfig, config_hash
@@ -67,44 +67,69 @@ class EngineStats:
 
 
 class BacktestCache:
-    """Per-origin step rows, loaded once, saved atomically (locked) at the end of a run."""
+    """Per-origin step rows, loaded once, saved atomically (locked) after each evaluation with new rows.
+
+    The stored table is indexed by (cache key, origin) -> row range once (sorted, no per-group
+    frames), so opening a cache of hundreds of thousands of rows costs about one parquet read:
+    a weekly rerun that finds everything cached pays little more than that.
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._rows: dict[tuple[str, pd.Timestamp], tuple[str, pd.DataFrame]] = {}
-        self._dirty = False
+        self._table = pd.DataFrame(columns=CACHE_COLUMNS)
+        self._index: dict[tuple[str, int], tuple[int, int, str]] = {}  # (key, origin ns) -> rows, fp
+        self._new: dict[tuple[str, int], tuple[str, pd.DataFrame]] = {}
         if path is not None and path.exists():
-            table = read_table(path, columns=CACHE_COLUMNS)
-            for (key, origin), group in table.groupby(["cache_key", "origin"], sort=False):
-                self._rows[(str(key), pd.Timestamp(origin))] = (
-                    str(group["fingerprint"].iloc[0]),
-                    group.reset_index(drop=True),
-                )
+            self._load(read_table(path, columns=CACHE_COLUMNS))
+
+    def _load(self, table: pd.DataFrame) -> None:
+        table = table.sort_values(["cache_key", "origin", "step"], kind="stable", ignore_index=True)
+        keys = table["cache_key"].to_numpy()
+        when = table["origin"].to_numpy().astype("datetime64[ns]").view("int64")
+        fps = table["fingerprint"].to_numpy()
+        self._index = {}
+        if len(table):
+            change = np.r_[True, (keys[1:] != keys[:-1]) | (when[1:] != when[:-1])]
+            starts = np.flatnonzero(change)
+            ends = np.r_[starts[1:], len(table)]
+            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+                self._index[(str(keys[start]), int(when[start]))] = (start, end, str(fps[start]))
+        self._table = table
+        self._new = {}
 
     def get(self, key: str, origin: pd.Timestamp, fp: str) -> pd.DataFrame | None:
-        hit = self._rows.get((key, origin))
-        if hit is None or hit[0] != fp:
+        slot = (key, pd.Timestamp(origin).value)
+        fresh = self._new.get(slot)
+        if fresh is not None:
+            return fresh[1] if fresh[0] == fp else None
+        hit = self._index.get(slot)
+        if hit is None or hit[2] != fp:
             return None
-        return hit[1]
+        return self._table.iloc[hit[0] : hit[1]].reset_index(drop=True)
 
     def put(self, key: str, origin: pd.Timestamp, fp: str, rows: pd.DataFrame, seconds: float) -> None:
         frame = rows.copy()
         frame.insert(0, "fingerprint", fp)
         frame.insert(0, "cache_key", key)
         frame["seconds"] = seconds
-        self._rows[(key, origin)] = (fp, frame)
-        self._dirty = True
+        self._new[(key, pd.Timestamp(origin).value)] = (fp, frame)
 
     def save(self) -> None:
-        if self.path is None or not self._dirty:
+        if self.path is None or not self._new:
             return
+        keep = np.ones(len(self._table), dtype=bool)
+        for slot in self._new:
+            if slot in self._index:  # recomputed (a revised value): the new rows replace the old
+                start, end, _ = self._index[slot]
+                keep[start:end] = False
+        frames = [self._table[keep], *(frame for _, frame in self._new.values())]
+        merged = pd.concat([f for f in frames if len(f)], ignore_index=True)[CACHE_COLUMNS]
         with file_lock(self.path):
-            frames = [rows for _, rows in self._rows.values()]
-            write_table(self.path, pd.concat(frames, ignore_index=True)[CACHE_COLUMNS])
-        self._dirty = False
+            write_table(self.path, merged)
+        self._load(merged)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(set(self._index) | set(self._new))
 
 
 def backtest_cache_key(model_id: str, revision: str, cfg: HorizonConfig) -> str:
@@ -130,7 +155,7 @@ def _origin_seed(seed: int, origin: pd.Timestamp) -> int:
 class Engine:
     def __init__(
         self,
-        model: LoadedModel,
+        model: Model,
         dates: pd.Series,
         values: np.ndarray,
         *,
@@ -147,17 +172,19 @@ class Engine:
         self.stats = EngineStats()
         self._warm = False
 
-    def pending_calls(self, configs: Sequence[HorizonConfig], origins: Sequence[int]) -> int:
+    def pending_calls(
+        self, configs: Sequence[HorizonConfig], origins: Sequence[int], *, share_draws: bool = True
+    ) -> int:
         """Predict calls `evaluate` would make: (call group, origin) pairs not fully in the cache."""
         groups: dict[tuple[object, ...], list[HorizonConfig]] = {}
         for cfg in configs:
-            groups.setdefault(draw_group_key(cfg), []).append(cfg)
+            groups.setdefault(draw_group_key(cfg, share_draws), []).append(cfg)
         pending = 0
         for members in groups.values():
             for origin in origins:
                 when = pd.Timestamp(self.dates.iloc[origin])
                 fp = self._fingerprint(members[0], origin)
-                if any(self.cache.get(self.cache_key(c), when, fp) is None for c in members):
+                if any(self.cache.get(self.cache_key(c, not share_draws), when, fp) is None for c in members):
                     pending += 1
         return pending
 
@@ -171,8 +198,10 @@ class Engine:
         )  # fmt: skip
         return seconds
 
-    def cache_key(self, cfg: HorizonConfig) -> str:
-        return backtest_cache_key(self.model.model_id, self.model.revision, cfg)
+    def cache_key(self, cfg: HorizonConfig, solo: bool = False) -> str:
+        """Rows from a call of its own (`share_draws=False`, timed alone) are cached apart: the same
+        errors (same draws), but inference seconds measured, not apportioned."""
+        return backtest_cache_key(self.model.model_id, self.model.revision, cfg) + ("|solo" if solo else "")
 
     def _fingerprint(self, cfg: HorizonConfig, origin: int) -> str:
         ctx = context_window(self.values, origin, cfg.effective_context_length)
@@ -210,7 +239,7 @@ class Engine:
         done = 0
         for members in groups.values():
             for origin in origins:
-                self._evaluate_group_at(members, origin, frames, seconds)
+                self._evaluate_group_at(members, origin, frames, seconds, solo=not share_draws)
                 crash_point("engine:origin")
                 done += 1
                 if progress:
@@ -232,10 +261,12 @@ class Engine:
         origin: int,
         frames: dict[str, list[pd.DataFrame]],
         seconds: dict[str, dict[pd.Timestamp, float]],
+        *,
+        solo: bool = False,
     ) -> None:
         when = pd.Timestamp(self.dates.iloc[origin])
         fp = self._fingerprint(members[0], origin)
-        cached = {config_hash(c): self.cache.get(self.cache_key(c), when, fp) for c in members}
+        cached = {config_hash(c): self.cache.get(self.cache_key(c, solo), when, fp) for c in members}
         if all(rows is not None for rows in cached.values()):
             self.stats.cache_hits += len(members)
             for key, rows in cached.items():
@@ -271,4 +302,4 @@ class Engine:
             rows = step_rows(used, actual, float(ctx[-1]), when, target_dates)
             frames[key].append(rows)
             seconds[key][when] = secs
-            self.cache.put(self.cache_key(cfg), when, fp, rows, secs)
+            self.cache.put(self.cache_key(cfg, solo), when, fp, rows, secs)

@@ -11,16 +11,16 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from bot.adapters.chronos import LoadedModel, load_model
+from bot.adapters.chronos import LazyModel, Model
 from bot.adapters.configs import read_config
 from bot.adapters.forges.base import Forge
 from bot.adapters.history import get_last_optimization_date
 from bot.adapters.sources import load_series
 from bot.adapters.store import read_table
-from bot.core.backtest import OriginPlan, origin_step, walk_forward_origins
 from bot.core.config import HorizonConfig, Provenance, config_hash, is_initial
 from bot.core.gate import evaluate_gate
-from bot.core.metrics import Scores, per_origin_loss
+from bot.core.loss import noise_test_losses
+from bot.core.metrics import Scores
 from bot.core.performance import performance_check
 from bot.core.search import SearchPlan, build_plan
 from bot.core.triggers import TriggerDecision, decide, drift_check, time_check
@@ -32,6 +32,7 @@ from bot.flow.records import record_run_metrics
 from bot.flow.recovery import mark_step
 from bot.flow.report_context import json_safe, report_context, write_run_reports
 from bot.flow.search import run_search
+from bot.flow.validation import plan_origins, validate, validation_scale
 from bot.render.report import chart_panels, report_document
 from bot.workspace import Workspace
 
@@ -104,22 +105,6 @@ def _plan_for(ws: Workspace, live: HorizonConfig) -> SearchPlan:
     )
 
 
-def _origins(ws: Workspace, horizon: str, n_obs: int, plan: SearchPlan, live: HorizonConfig) -> OriginPlan:
-    s = ws.settings.search
-    max_ctx = max(
-        [c.config.effective_context_length for c in plan.candidates] + [live.effective_context_length]
-    )
-    return walk_forward_origins(
-        n_obs,
-        prediction_length=live.prediction_length,
-        max_context=max_ctx,
-        n_tuning=s.tuning_origins,
-        n_validation=s.validation_origins,
-        step=origin_step(live.prediction_length, s.min_origin_step),
-        horizon=horizon,
-    )
-
-
 def rank(evals: dict[str, Evaluation]) -> list[tuple[HorizonConfig, Scores]]:
     """Best first: lowest tuning RMSE, then CRPS, then faster, then the config hash (deterministic)."""
     scored = [(e.config, e.scores()) for e in evals.values()]
@@ -143,7 +128,7 @@ def run_horizon(
     options: RunOptions,
     forge: Forge | None,
     progress: ProgressFactory | None = None,
-    model_loader: Callable[[HorizonConfig], LoadedModel] | None = None,
+    model_loader: Callable[[HorizonConfig], Model] | None = None,
 ) -> HorizonOutcome:
     today = options.as_of or now.date()
     live = read_config(ws.config_path(horizon))
@@ -164,10 +149,9 @@ def run_horizon(
     started = time.perf_counter()
     plan = _plan_for(ws, live)
     values = series["value"].to_numpy(dtype=np.float64)
-    origins = _origins(ws, horizon, len(values), plan, live)
-    model = (
-        model_loader or (lambda c: load_model(c.model_id, expected_family=c.model_family, workspace=ws.root))
-    )(live)
+    origins = plan_origins(ws.settings.search, horizon, series["date"], plan, live)
+    # loaded on its first predict: a run served entirely from the backtest cache never imports torch
+    model = (model_loader or (lambda c: LazyModel(c.model_id, c.model_family, workspace=ws.root)))(live)
     engine = Engine(
         model, series["date"], values, seed=ws.settings.search.seed,
         sample_chunk=ws.settings.search.sample_chunk, cache=BacktestCache(ws.cache_path),
@@ -186,8 +170,10 @@ def run_horizon(
     winner = ranking[0][0]
     tick = progress(f"{horizon} validate", 1) if progress else None
     mark_step("gate")
-    validation = engine.evaluate([live, winner], origins.validation, progress=tick, share_draws=False)
+    validation = validate(engine, live, ranking, searched.complete, origins, s.validate_top, tick)
     search_seconds = time.perf_counter() - started
+    approval = ws.settings.approval
+    scale = validation_scale(values, series["date"], origins, approval.volatility_window)
 
     live_key, win_key = config_hash(live), config_hash(winner)
     current_eval = None if is_initial(live) else validation[live_key]
@@ -197,12 +183,15 @@ def run_horizon(
         current=current_eval.scores() if current_eval else None,
         candidate=cand_scores,
         naive_rmse=cand_scores.naive_rmse,
-        current_losses=per_origin_loss(current_eval.steps) if current_eval else None,
-        candidate_losses=per_origin_loss(cand_eval.steps),
+        current_losses=noise_test_losses(current_eval.steps, approval.noise_loss, scale)
+        if current_eval
+        else None,
+        candidate_losses=noise_test_losses(cand_eval.steps, approval.noise_loss, scale),
         prediction_length=live.prediction_length,
-        settings=ws.settings.approval,
+        settings=approval,
         force_reason=options.force_approve_reason,
         origin_step=origins.step,
+        noise_loss=approval.noise_loss,
     )
     run_dir = ws.runs_dir / run_id / horizon
     new_cfg = winner.with_knobs(
@@ -214,7 +203,7 @@ def run_horizon(
         horizon, verdict.decision, decision=decision, verdict=verdict, winner=new_cfg, current=live,
         ranking=ranking, run_dir=run_dir, search_seconds=search_seconds,
     )  # fmt: skip
-    _save_results(run_dir, tuning, validation, live, winner, origins)
+    _save_results(run_dir, tuning, validation, live, winner, origins, scale, approval.noise_loss)
     context = report_context(
         ws, outcome, series=series, model=model, origins=origins, plan=plan,
         validation={"current": validation[live_key].scores(), "candidate": cand_scores}, options=options, run_id=run_id,
@@ -238,6 +227,3 @@ def run_horizon(
     if options.stage == "search":
         return outcome
     return finish_horizon(ws, outcome, body, forge=forge, options=options, run_id=run_id, now=now)
-
-
-

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bot.adapters.forges.base import Forge, Proposal, ProposalResult
@@ -63,9 +64,7 @@ def finish_horizon(
         # time trigger or move the KPIs
         outcome.status = "dry_run"
         if outcome.proposal is not None:
-            outcome.message = (
-                f"dry run (local): scratch PR #{outcome.proposal.pull.number} in a discarded clone, pushed nowhere"
-            )
+            outcome.message = f"dry run (local): scratch PR #{outcome.proposal.pull.number} in a discarded clone, pushed nowhere"
     _record(ws, outcome, run_id, now)
     crash_point("pipeline:recorded")
     record_run_metrics(ws, outcome, run_id, now)
@@ -132,15 +131,21 @@ def _save_results(
     live: HorizonConfig,
     winner: HorizonConfig,
     origins: OriginPlan,
+    scale: pd.Series,
+    noise_loss: str,
 ) -> None:
-    """Per-origin results: everything the gate and reports need, so re-evaluation never re-forecasts."""
+    """Per-origin results: everything the gate and reports need, so re-evaluation never re-forecasts.
+
+    `seconds` is set where the config was timed alone (validation: the newest origins), `scale`
+    (the volatility known at the origin, for the vol_mse loss) on validation rows."""
     frames = []
     for set_name, evals in (("tuning", tuning), ("validation", validation)):
         for key, ev in evals.items():
             f = ev.steps[STEP_COLUMNS].copy()
             f.insert(0, "set", set_name)
             f.insert(0, "config_key", key)
-            f["seconds"] = f["origin"].map(ev.seconds)
+            f["seconds"] = f["origin"].map(ev.seconds).astype("float64")
+            f["scale"] = f["origin"].map(scale).astype("float64") if set_name == "validation" else np.nan
             frames.append(f)
     write_table(run_dir / "results.parquet", pd.concat(frames, ignore_index=True))
     configs = {k: config_to_dict(e.config) for k, e in {**tuning, **validation}.items()}
@@ -151,6 +156,9 @@ def _save_results(
         "initial": is_initial(live),
         "prediction_length": live.prediction_length,
         "origin_step": origins.step,
+        "noise_loss": noise_loss,
+        "n_tuning": len(origins.tuning),
+        "n_validation": len(origins.validation),
     }
     atomic_write_text(run_dir / "results_meta.json", json.dumps(meta, indent=2, default=str) + "\n")
 

@@ -14,15 +14,17 @@ from typing import Any
 
 import pandas as pd
 
-from bot.adapters.chronos import LoadedModel
+from bot.adapters.chronos import Model
 from bot.adapters.store import atomic_write_text
 from bot.adapters.tiny import is_random_weight_model
 from bot.core.backtest import OriginPlan
 from bot.core.config import HorizonConfig, config_hash, config_to_dict
+from bot.core.loss import NOISE_LOSSES
 from bot.core.metrics import Scores
 from bot.core.search import SearchPlan
 from bot.core.series import fingerprint
 from bot.flow.outcome import HorizonOutcome, RunOptions
+from bot.flow.validation import origins_text
 from bot.render.charts import Panel
 from bot.render.emails import run_emails
 from bot.render.report import DEFAULT_SNOOZE_WEEKS, render_html, render_json, render_pr_body, with_review
@@ -89,7 +91,7 @@ def report_context(
     outcome: HorizonOutcome,
     *,
     series: pd.DataFrame,
-    model: LoadedModel,
+    model: Model,
     origins: OriginPlan,
     plan: SearchPlan,
     validation: dict[str, Scores],
@@ -142,13 +144,13 @@ def report_context(
         "search_notes": list(search_notes),
         "n_tuning": len(origins.tuning),
         "n_validation": len(origins.validation),
+        "origins_text": origins_text(dates, origins),
+        "noise_loss_text": NOISE_LOSSES.get(outcome.verdict.noise_loss or "", ""),
         "trigger_reasons": list(outcome.decision.reasons) if outcome.decision else [],
         "trigger": outcome.decision.to_json() if outcome.decision else None,
         "truncated_note": False,
         "stamp": {
-            "series_label": "synthetic USD/CLP-like series"
-            if ws.is_synthetic
-            else "USD/CLP dólar observado",
+            "series_label": "synthetic USD/CLP-like series" if ws.is_synthetic else "USD/CLP dólar observado",
             "n_obs": len(series),
             "first_date": dates.iloc[0].date().isoformat(),
             "last_date": dates.iloc[-1].date().isoformat(),

@@ -3,10 +3,11 @@
 - grid: every candidate on every tuning origin.
 - random: a seeded subset sized to fit `time_budget_seconds` (estimated from one timed predict);
   the fallback when the grid would exceed the budget.
-- halving: all candidates on the first rung of origins, then the best half (at least 3) continue to
-  the next rung, until the survivors have every tuning origin. T5 candidates that share a predict
-  call (same context and temperature) cost nothing extra, so a call is dropped only when all its
-  candidates are.
+- halving: successive halving over predict groups (T5 candidates that share a predict call, same
+  context and temperature, are one arm: dropping one member saves nothing). All groups are scored
+  on the first rung of origins, the best third go on to the next, larger rung, until the survivors
+  have every tuning origin. Rungs are prefixes of the tuning origins in spread (van der Corput)
+  order, so each rung spans the whole history and next week's rungs reuse this week's origins.
 
 Only candidates scored on all tuning origins can win; the others are reported with the origins they
 were scored on.
@@ -14,13 +15,15 @@ were scored on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bot.core.backtest import spread_order
 from bot.core.config import HorizonConfig, config_hash
-from bot.core.search import halving_rungs, halving_survivors
+from bot.core.search import halving_schedule, keep_best
 from bot.flow.engine import Engine, Evaluation, ProgressFn, draw_group_key
 
 STRATEGIES = ("grid", "random", "halving")
@@ -83,35 +86,66 @@ def run_search(
         return SearchResult(evals, set(evals), strategy, notes)
     if strategy != "halving":
         raise ValueError(f"unknown search strategy {strategy!r} (use {', '.join(STRATEGIES)})")
-    alive = list(candidates)
+    return _halving(engine, candidates, origins, progress)
+
+
+def _halving(
+    engine: Engine, candidates: Sequence[HorizonConfig], origins: Sequence[int], progress: ProgressFn | None
+) -> SearchResult:
+    """Successive halving over call groups (T5 configs that share a predict call are one arm).
+
+    Rungs are prefixes of the tuning origins in spread order (every rung spans the history), of
+    the sizes `halving_schedule` gives; after each rung the best third of the groups (by their best
+    member's RMSE on the origins so far) go on.
+    """
+    notes: list[str] = []
+    groups: dict[tuple[object, ...], list[HorizonConfig]] = {}
+    for c in candidates:
+        groups.setdefault(draw_group_key(c), []).append(c)
+    names = {g: repr(g) for g in groups}
+    step = math.gcd(*origins) if origins else 1
+    ordered = [origins[i] for i in spread_order([o // step for o in origins])]
+    rungs = halving_schedule(len(ordered), len(groups))
+    alive = list(groups)
     scored: dict[str, list[pd.DataFrame]] = {config_hash(c): [] for c in candidates}
     seconds: dict[str, dict[pd.Timestamp, float]] = {config_hash(c): {} for c in candidates}
     by_key = {config_hash(c): c for c in candidates}
+    total_calls = _halving_calls(len(groups), rungs)
     done = 0
-    rungs = halving_rungs(len(origins))
-    total_calls = sum(_calls(candidates) * (b - a) for a, b in zip([0, *rungs[:-1]], rungs, strict=True))
     for start, stop in zip([0, *rungs[:-1]], rungs, strict=True):
-        part = origins[start:stop]
+        members = [c for g in alive for c in groups[g]]
 
         def tick(d: int, t: int, base: int = done) -> None:
             if progress:
                 progress(base + d, max(total_calls, base + t))
 
-        evals = engine.evaluate(alive, part, progress=tick)
-        done += _calls(alive) * len(part)
+        evals = engine.evaluate(members, ordered[start:stop], progress=tick)
+        done += len(alive) * (stop - start)
         for key, ev in evals.items():
             scored[key].append(ev.steps)
             seconds[key].update(ev.seconds)
-        if stop == len(origins):
+        if stop == len(ordered):
             break
-        rmse = {k: _rmse(pd.concat(scored[k])) for k in (config_hash(c) for c in alive)}
-        keep = halving_survivors(rmse)
+        best = {names[g]: min(_rmse(pd.concat(scored[config_hash(c)])) for c in groups[g]) for g in alive}
+        keep = keep_best(best)
         dropped = len(alive) - len(keep)
-        alive = [c for c in alive if config_hash(c) in keep]
-        notes.append(f"halving after {stop} origins: kept {len(alive)}, dropped {dropped} (worse RMSE)")
+        alive = [g for g in alive if names[g] in keep]
+        notes.append(
+            f"halving after {stop} of {len(ordered)} origins (spread over the history): kept {len(alive)} "
+            f"predict group(s), dropped {dropped} (worse RMSE)"
+        )
     evaluations = {
         k: Evaluation(by_key[k], k, pd.concat(frames, ignore_index=True), seconds[k])
         for k, frames in scored.items()
         if frames
     }
-    return SearchResult(evaluations, {config_hash(c) for c in alive}, "halving", notes)
+    complete = {config_hash(c) for g in alive for c in groups[g]}
+    return SearchResult(evaluations, complete, "halving", notes)
+
+
+def _halving_calls(n_groups: int, rungs: list[int], eta: int = 3) -> int:
+    calls, alive = 0, n_groups
+    for start, stop in zip([0, *rungs[:-1]], rungs, strict=True):
+        calls += alive * (stop - start)
+        alive = max(1, -(-alive // eta))
+    return calls
