@@ -17,12 +17,16 @@ from bot.errors import DataError
 from bot.faults import crash_point
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then os.replace: readers see old or new, never half."""
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write to a temp file in the same folder, fsync, then os.replace: readers see old or new, never half.
+
+    The file gets `mode` (0644: what a plain write gets under the usual umask), not mkstemp's 0600:
+    the forecaster container reads chronops.toml, configs and tables as another user."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # the PID in the name lets the next run tell a dead writer's leftover from a live write (bot.flow.recovery)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
