@@ -236,3 +236,67 @@ def test_state_branch_fails_loudly_when_the_remote_is_unreachable(tmp_path: Path
     assert "cannot read" in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert state_branch(tmp_path, tmp_path / "missing.git", "save").returncode == 2  # no message
+
+
+def concurrency_groups(workflow: Path) -> list[tuple[str, str, bool]]:
+    """(where, group, cancel-in-progress) of the workflow's and each job's concurrency setting."""
+    import yaml
+
+    doc = yaml.safe_load(workflow.read_text(encoding="utf-8"))
+    found = []
+    for where, holder in [("workflow", doc), *((f"job {k}", j) for k, j in doc.get("jobs", {}).items())]:
+        conc = holder.get("concurrency")
+        if conc is None:
+            continue
+        group = conc if isinstance(conc, str) else conc["group"]
+        cancel = False if isinstance(conc, str) else conc.get("cancel-in-progress", False)
+        found.append((where, str(group), cancel is True or (isinstance(cancel, str) and "true" in cancel)))
+    return found
+
+
+def groups_can_collide(a: str, b: str) -> bool:
+    """Whether two concurrency group templates can evaluate to the same name: the literal text before
+    the first `${{` of one is a prefix of the other's (conservative), or both are literal and equal."""
+    pa, pb = a.split("${{", 1)[0], b.split("${{", 1)[0]
+    if "${{" not in a and "${{" not in b:
+        return a == b
+    return pa.startswith(pb) or pb.startswith(pa)
+
+
+def test_rollback_is_never_cancelled_by_a_queued_optimize_run() -> None:
+    """GitHub keeps one pending run per concurrency group and cancels the older pending one: a rollback
+    must share no group with any other workflow, and never cancel itself in progress."""
+    by_name = {w.name: concurrency_groups(w) for w in WORKFLOWS}
+    rollback = by_name.pop("rollback.yml")
+    assert rollback, "rollback.yml declares no concurrency group"
+    for where, group, cancel in rollback:
+        assert not cancel, f"rollback.yml {where}: cancel-in-progress must be false"
+        for other, groups in by_name.items():
+            for other_where, other_group, _ in groups:
+                assert not groups_can_collide(group, other_group), (
+                    f"rollback.yml {where} group {group!r} can collide with {other} {other_where} {other_group!r}"
+                )
+    # The optimizer, deploys and state writers never kill a run half-way either.
+    for name in ("optimize.yml", "deploy.yml", "publish-forecasts.yml"):
+        assert by_name[name] and not any(cancel for _, _, cancel in by_name[name]), name
+
+
+def test_groups_can_collide_is_conservative() -> None:
+    assert groups_can_collide("chronops-state", "chronops-state")
+    assert groups_can_collide("chronops-${{ inputs.x }}", "chronops-rollback-7d")
+    assert not groups_can_collide("chronops-rollback-${{ inputs.horizon }}", "chronops-optimize")
+
+
+def test_deploy_runs_in_production_and_rebuilds_on_code_changes() -> None:
+    import yaml
+
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text(encoding="utf-8"))
+    job = doc["jobs"]["deploy"]
+    assert job["environment"] == "production"
+    assert job["runs-on"] == ["self-hosted", "production"]
+    paths = doc[True]["push"]["paths"]  # PyYAML reads the key `on` as True
+    assert {"configs/**", "bot/**", "Dockerfile.optimizer", "requirements.optimizer.txt"} <= set(paths)
+    scripts = "\n".join(step.get("run", "") for step in job["steps"])
+    assert "docker compose -f docker-compose.prod.yml build forecaster" in scripts
+    labels = yaml.safe_load((ROOT / ".github" / "actionlint.yaml").read_text(encoding="utf-8"))
+    assert "production" in labels["self-hosted-runner"]["labels"]
