@@ -251,3 +251,153 @@ def test_optimizer_dry_run_fits_in_one_gib(docker_env: DockerEnv, image: str, de
         assert oom == "false"
     finally:
         remove_container(docker_env, name)
+
+
+# --- docs/deploy.md, followed as written ------------------------------------------------------------
+
+RUNNER = "runner"  # the user docs/deploy.md names
+
+
+def deploy_md_blocks() -> list[tuple[int, str]]:
+    """(step number, script) of each ```bash block in docs/deploy.md's one-time set-up, in order."""
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    section = text.split("## One-time set-up of the production host", 1)[1].split("\n## ", 1)[0]
+    blocks, step, current = [], 0, None
+    for line in section.splitlines():
+        if m := re.match(r"^(\d+)\. \*\*", line):
+            step = int(m.group(1))
+        stripped = line.strip()
+        if current is None and stripped == "```bash":
+            current, indent = [], len(line) - len(line.lstrip())
+        elif current is not None and stripped == "```":
+            blocks.append((step, "\n".join(current) + "\n"))
+            current = None
+        elif current is not None:
+            current.append(line[indent:])
+    return blocks
+
+
+@pytest.fixture
+def runner_user(docker_env: DockerEnv) -> Iterator[str]:
+    """The non-root user docs/deploy.md runs everything as, in the docker group."""
+    if os.geteuid() != 0:
+        pytest.skip("following docs/deploy.md needs a second, non-root user: run as root to create it")
+    if subprocess.run(["id", RUNNER], capture_output=True, check=False).returncode == 0:
+        pytest.skip(f"a user named {RUNNER!r} already exists here; not touching it")
+    subprocess.run(["useradd", "--create-home", "--groups", "docker", RUNNER], check=True)
+    try:
+        yield RUNNER
+    finally:
+        subprocess.run(["userdel", "--remove", RUNNER], capture_output=True, check=False)
+
+
+def as_user(user: str, script: str, cwd: Path, env: dict[str, str], timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    base = {"HOME": f"/home/{user}", "USER": user, "LOGNAME": user, "LANG": "C.UTF-8",
+            "PATH": "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin"}  # fmt: skip
+    return subprocess.run(
+        ["runuser", "-u", user, "--", "env", "-i", *(f"{k}={v}" for k, v in {**base, **env}.items()),
+         "bash", "-euo", "pipefail", "-c", script],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def publish_origin(origin: Path, tiny_model_dir: str) -> None:
+    """A bare repository holding this checkout's files, configs pointing at a local tiny model, and a
+    small search in the committed chronops.toml: the repository an operator clones in step 2."""
+    from bot.core.config import Family, render_config
+    from bot.demo import DEMO_SETTINGS
+    from bot.scaffold import default_config
+
+    work = origin.parent / "publish"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    for rel in files:
+        src = ROOT / rel
+        if src.is_file():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / rel).write_bytes(src.read_bytes())
+    for h in ("7d", "15d", "30d", "90d"):
+        (work / "configs" / f"{h}.json").write_text(render_config(default_config(h, tiny_model_dir, Family.T5)))
+    (work / "chronops.toml").write_text(DEMO_SETTINGS)
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=work, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=work, check=True)
+    subprocess.run(["git", "commit", "-q", "--no-gpg-sign", "-m", "chronops"], cwd=work, check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(origin)], check=True)
+    subprocess.run(["chmod", "-R", "a+rX", str(origin)], check=True)
+
+
+def test_deploy_md_followed_literally(docker_env: DockerEnv, image: str, runner_user: str) -> None:
+    """Steps 2–6 of docs/deploy.md's set-up, as written, as the non-root runner user (admin blocks as
+    root, their `sudo` dropped). Substituted, and only these: the clone URL (a local bare repository),
+    /srv/chronops (a scratch path), port 8080 (a free one, through CHRONOPS_PORT), the venv install
+    (no torch index here: a wrapper running the image step 5 built, as the runner), and the
+    mindicador ingest (no internet: a synthetic CSV). The image build runs as written, with the
+    offline base and torch index passed through the environment variables the compose file reads."""
+    from bot.adapters.tiny import build_tiny_model
+    from bot.core.config import Family
+    from bot.demo import MODEL_DIR, synthetic_series
+
+    port = free_port()
+    scratch = Path(f"/var/tmp/chronops-deploy-md-{os.getpid()}")
+    stack, origin = scratch / "chronops", scratch / "origin.git"
+    scratch.mkdir(mode=0o755)
+    scratch.chmod(0o755)
+    # The runner cannot run this test's interpreter (it lives under /root): its "venv" runs the
+    # image step 5 built, as the runner's uid in the stack directory, which is the same code.
+    venv_install = (
+        "mkdir -p .venv/bin\n"
+        "cat > .venv/bin/chronops <<'SH'\n#!/bin/sh\n"
+        'exec docker run --rm --network host --user "$(id -u):$(id -g)" -e CHRONOPS_REVISION '
+        '-v "$PWD:$PWD" -w "$PWD" chronops:latest "$@"\nSH\n'
+        "chmod +x .venv/bin/chronops\n"
+    )
+
+    def literal(script: str) -> str:
+        if "python3 -m venv .venv" in script:
+            return venv_install
+        return (
+            script.replace("https://github.com/OWNER/REPO", str(origin)).replace("/srv/chronops", str(stack))
+            .replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+            .replace("ingest --source mindicador", "ingest --source csv data/series-input.csv")
+        )  # fmt: skip
+
+    env = {"CHRONOPS_PORT": str(port), "BASE_IMAGE": docker_env.base_image, "CHRONOPS_BUILD_NETWORK": "host",
+           "DOCKER_BUILDKIT": "1", "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    blocks = deploy_md_blocks()
+    assert [s for s, _ in blocks] == [2, 2, 3, 5, 6, 6], blocks
+    try:
+        publish_origin(origin, MODEL_DIR)
+        # It stands in for GitHub: the runner's git refuses to clone a repository another user owns.
+        subprocess.run(["chown", "-R", f"{RUNNER}:{RUNNER}", str(origin)], check=True)
+        transcript = []
+        with serve_directory(docker_env.torch_index_dir) as index:
+            env["TORCH_INDEX_URL"] = index
+            for step, script in blocks:
+                script = literal(script)
+                if step == 5:  # before the stack starts: the files a real operator brings (docs: ./models)
+                    build_tiny_model(Family.T5, stack / MODEL_DIR)
+                    synthetic_series(end="2025-12-31").to_csv(stack / "data" / "series-input.csv", index=False)
+                    subprocess.run(["chown", "-R", f"{RUNNER}:{RUNNER}", str(stack / "models"), str(stack / "data")], check=True)  # fmt: skip
+                if script.lstrip().startswith("sudo "):
+                    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script.replace("sudo ", "")], capture_output=True, text=True, check=False)  # fmt: skip
+                else:
+                    # One shell for steps 5 and 6, as in one terminal: step 6 uses step 5's export.
+                    if step == 6 and "chronops deploy" in script:
+                        exports = [ln for ln in transcript[-2].splitlines() if ln.startswith("export ")]
+                        script = "\n".join([*exports, script])
+                    proc = as_user(RUNNER, script, stack if stack.exists() else scratch, env)
+                transcript.append(script)
+                assert proc.returncode == 0, f"step {step}:\n{script}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        health = json.loads(proc.stdout[proc.stdout.index("{\n", proc.stdout.index("deployed:")) :])  # curl
+        assert health["status"] == "ok", health
+        assert all(entry["healthy"] for entry in health["horizons"].values()), health
+        assert "deployed: 1 forecaster(s)" in proc.stdout
+        owners = {p.owner() for p in (stack / "data").iterdir()} | {p.owner() for p in (stack / "live" / "configs").iterdir()}
+        assert owners == {RUNNER}, owners
+        assert (stack / "data" / "forecasts.parquet").exists()
+    finally:
+        subprocess.run(
+            [docker_env.docker, "compose", "-f", "docker-compose.prod.yml", "down", "--volumes", "--remove-orphans"],
+            cwd=stack, capture_output=True, check=False, env={**os.environ, **env}, timeout=300,
+        )  # fmt: skip
+        subprocess.run(["rm", "-rf", str(scratch)], check=False)
+        assert "usdclp-forecaster" not in docker_env.run("ps", "-a", "--format", "{{.Names}}").stdout.split()
