@@ -113,7 +113,7 @@ def image(docker_env: DockerEnv) -> str:
 @pytest.fixture
 def demo_ws(tmp_path: Path) -> Path:
     """The demo workspace, laid out as docs/deploy.md leaves the stack directory."""
-    from bot.demo import build_workspace
+    from bot.commands.demo import build_workspace
 
     ws = build_workspace(tmp_path / "demo")
     for name in ("data", "logs", "live/configs"):
@@ -304,9 +304,9 @@ def as_user(user: str, script: str, cwd: Path, env: dict[str, str], timeout: flo
 def publish_origin(origin: Path, tiny_model_dir: str) -> None:
     """A bare repository holding this checkout's files, configs pointing at a local tiny model, and a
     small search in the committed chronops.toml: the repository an operator clones in step 2."""
+    from bot.commands.demo import DEMO_SETTINGS
+    from bot.commands.init import default_config
     from bot.core.config import Family, render_config
-    from bot.demo import DEMO_SETTINGS
-    from bot.scaffold import default_config
 
     work = origin.parent / "publish"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
@@ -333,8 +333,8 @@ def test_deploy_md_followed_literally(docker_env: DockerEnv, image: str, runner_
     mindicador ingest (no internet: a synthetic CSV). The image build runs as written, with the
     offline base and torch index passed through the environment variables the compose file reads."""
     from bot.adapters.tiny import build_tiny_model
+    from bot.commands.demo import MODEL_DIR, synthetic_series
     from bot.core.config import Family
-    from bot.demo import MODEL_DIR, synthetic_series
 
     port = free_port()
     scratch = Path(f"/var/tmp/chronops-deploy-md-{os.getpid()}")
