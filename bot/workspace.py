@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bot.core.config import HORIZONS
 from bot.errors import ChronopsError
-from bot.settings import SETTINGS_FILE, Settings, load_settings
+from bot.settings import LOCAL_SETTINGS_FILE, SETTINGS_FILE, Settings, load_settings
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Workspace:
         base = (root or Path.cwd()).resolve()
         if not base.is_dir():
             raise ChronopsError(f"{base}: workspace directory not found")
-        return cls(base, load_settings(base / SETTINGS_FILE))
+        return cls(base, load_settings(base / SETTINGS_FILE, base / LOCAL_SETTINGS_FILE))
 
     def path(self, rel: str) -> Path:
         p = Path(rel)

@@ -151,7 +151,9 @@ def _auto_revert(
                 f"revert {text}" if text.startswith("merged #") else f"not reverted ({text})"
             )
         else:
-            state = "merged" if pull.state == "merged" else "opened"
+            state = (
+                "merged" if pull.state == "merged" else "opened, auto-merge on" if pull.auto_merge else "opened"
+            )
             outcomes[c.horizon] = f"revert #{pull.number} {state}"
         say(f"{c.horizon}: {outcomes[c.horizon]}")
     return outcomes
