@@ -8,3 +8,9 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+
+def chronops_version() -> dict[str, str]:
+    """The package version and the code revision: CHRONOPS_REVISION, the image's build arg (or what
+    deploy.yml sets for the runner's chronops). /healthz reports it; `chronops deploy` compares it."""
+    return {"version": __version__, "revision": _os.environ.get("CHRONOPS_REVISION") or "unknown"}

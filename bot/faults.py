@@ -62,8 +62,18 @@ def crash_point(name: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+def crash_log_dir() -> Path | None:
+    """Where crash logs go: CHRONOPS_CRASH_DIR, else the workspace's logs/ when it exists and is
+    writable (the containers mount it, so a crash log outlives the container), else the temp dir."""
+    configured = os.environ.get("CHRONOPS_CRASH_DIR")
+    candidate = Path(configured) if configured else Path.cwd() / "logs"
+    if candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK):
+        return candidate
+    return None
+
+
 def write_crash_log() -> Path:
-    fd, name = tempfile.mkstemp(prefix="chronops-crash-", suffix=".log")
+    fd, name = tempfile.mkstemp(prefix="chronops-crash-", suffix=".log", dir=crash_log_dir())
     with os.fdopen(fd, "w") as fh:
         fh.write(redact(f"chronops crashed: {' '.join(sys.argv)}\n\n"))
         fh.write(redact(traceback.format_exc()))

@@ -18,6 +18,8 @@ from bot.core.params import ApprovalSettings, TriggerSettings
 from bot.errors import SettingsError
 
 SETTINGS_FILE = "chronops.toml"
+# A host's own settings (health URLs, forge kind...), merged over chronops.toml; never committed.
+LOCAL_SETTINGS_FILE = "chronops.local.toml"
 
 
 @dataclass(frozen=True)
@@ -174,19 +176,39 @@ def torch_threads(env: Mapping[str, str] | None = None) -> int | None:
         ) from None
 
 
-def load_settings(path: Path) -> Settings:
-    """Read settings; a missing file gives the defaults."""
+def load_settings(path: Path, local: Path | None = None) -> Settings:
+    """Read settings; a missing file gives the defaults. `local` (chronops.local.toml: a host's own
+    settings, never committed) is merged over them table by table, key by key."""
+    raw = _read_toml(path)
+    sources = [str(path)]
+    if local is not None and local.exists():
+        raw = merge_tables(raw, _read_toml(local))
+        sources.append(str(local))
+    return settings_from_dict(raw, source=" + ".join(sources) if len(sources) > 1 else sources[0])
+
+
+def merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into `base`: tables recursively, every other value replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_tables(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     if not path.exists():
-        return Settings()
+        return {}
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise SettingsError(f"{path}: not UTF-8 text (is it a binary file?)") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: invalid TOML: {exc}") from None
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read: {exc.strerror}") from None
-    return settings_from_dict(raw, source=str(path))
 
 
 def settings_from_dict(raw: dict[str, Any], *, source: str = "settings") -> Settings:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bot.core.config import HORIZONS
 from bot.errors import ChronopsError, UsageError
-from bot.settings import SETTINGS_FILE, Settings, load_settings
+from bot.settings import LOCAL_SETTINGS_FILE, SETTINGS_FILE, Settings, load_settings
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Workspace:
                 f"{base}: not a chronops workspace (no {SETTINGS_FILE} or configs/); "
                 "run `chronops init` there, or pass --workspace DIR"
             )
-        return cls(base, load_settings(base / SETTINGS_FILE))
+        return cls(base, load_settings(base / SETTINGS_FILE, base / LOCAL_SETTINGS_FILE))
 
     def path(self, rel: str) -> Path:
         p = Path(rel)

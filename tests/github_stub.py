@@ -16,13 +16,16 @@ What it answers (what PyGithub sends for the forge and the watchdog):
   GET|POST /repos/{o}/{r}/issues, GET|PATCH /repos/{o}/{r}/issues/{n}, GET|POST .../issues/{n}/comments
   GET  /repos/{o}/{r}/actions/workflows/{id}, POST .../dispatches (recorded in `dispatches`)
   GET  /repos/{o}/{r}/git/refs/heads/{branch}, POST /repos/{o}/{r}/git/refs
+  POST /graphql                                 (the `enablePullRequestAutoMerge` mutation only)
 List responses omit the fields GitHub omits there (merged, mergeable, merged_by ...), so code that
 touches them on a listed object pays an extra GET here as it would on GitHub.
 
 Knobs for tests: `token` (anything else gets 401 "Bad credentials"), `deny(permission)` (403 "Resource
 not accessible by integration" with GitHub's X-Accepted-GitHub-Permissions header; denying
 "contents: write" also makes git pushes fail through a pre-receive hook), `protected` (merges answer
-405), `faults` (a seeded fraction of requests answers 502 or a 403 secondary rate limit with
+405), `required_checks` (a branch protection rule: direct merges answer 405 "Required status check ...
+is expected", native auto-merge may be enabled over GraphQL when `allow_auto_merge`, and
+`checks_pass(n)` then merges the pull request as GitHub would), `faults` (a seeded fraction of requests answers 502 or a 403 secondary rate limit with
 Retry-After), `fail_once(...)` (one-shot answers; `apply=True` runs the request first, as when GitHub
 did the work but the answer was lost). Every request is recorded in `requests` (never the
 Authorization header).
@@ -130,6 +133,8 @@ class GitHubStub:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.api_url = ""  # set once the server listens
         self.protected = False
+        self.required_checks: list[str] = []  # protected base branch: merges wait for these checks
+        self.allow_auto_merge = True  # the repository setting "Allow auto-merge"
         self.collaborators: set[str] | None = None  # None: anyone may be asked to review
         self.faults = Faults()
         self._rng = random.Random(0)
@@ -171,6 +176,22 @@ class GitHubStub:
         self.one_shots.append(
             OneShot(method, re.compile(path), status, message, apply, headers or {}, errors)
         )
+
+    def checks_pass(self, number: int) -> bool:
+        """The required checks of pull request `number` pass: GitHub merges it if auto-merge is on."""
+        with self.lock:
+            pr = self.pulls[number]
+            auto = pr.get("auto_merge")
+            if pr["state"] != "open" or not auto:
+                return False
+            head = self.ref(pr["head_ref"])
+            sha = self._git_merge(pr, str(head), auto["merge_method"].lower(), {})
+            now = self.clock()
+            pr.update(
+                state="closed", merged_at=now, closed_at=now, updated_at=now, merge_commit_sha=sha,
+                head_sha=head, merged_by=auto["enabled_by"]["login"],
+            )  # fmt: skip
+            return True
 
     # inspection --------------------------------------------------------------------------------
     def git(self, *args: str) -> str:
@@ -228,6 +249,8 @@ class GitHubStub:
             reply = self._error(403, SECONDARY_RATE_LIMIT)
             reply[2]["Retry-After"] = str(self.faults.retry_after)
             return reply
+        if rec.path == "/graphql" and rec.method == "POST":
+            return self._graphql(text)
         prefix = f"/repos/{self.repository}"
         if not (rec.path == prefix or rec.path.startswith(prefix + "/")):
             return self._error(404, "Not Found")
@@ -320,6 +343,7 @@ class GitHubStub:
             "issues_url": f"{self.repo_url}/issues{{/number}}", "labels_url": f"{self.repo_url}/labels{{/name}}",
             "permissions": {"admin": False, "push": True, "pull": True},
             "allow_merge_commit": True, "allow_squash_merge": True, "allow_rebase_merge": True,
+            "allow_auto_merge": self.allow_auto_merge,
         }  # fmt: skip
 
     def _label_json(self, name: str) -> JSON:
@@ -341,7 +365,7 @@ class GitHubStub:
             "closed_at": _ts(pr["closed_at"]), "merged_at": _ts(pr["merged_at"]),
             "merge_commit_sha": pr["merge_commit_sha"], "draft": False, "assignee": None, "assignees": [],
             "requested_reviewers": [self._user(u) for u in pr["reviewers"]], "requested_teams": [],
-            "milestone": None, "author_association": "CONTRIBUTOR",
+            "milestone": None, "author_association": "CONTRIBUTOR", "auto_merge": pr.get("auto_merge"),
             "head": {
                 "label": f"{self.owner}:{pr['head_ref']}", "ref": pr["head_ref"], "sha": head_sha or pr["head_sha"],
                 "user": self._user(self.owner), "repo": self._repo_json(),
@@ -528,6 +552,8 @@ class GitHubStub:
             raise ApiError(409, "Head branch was modified. Review and try the merge again.")
         if self.protected:
             raise ApiError(405, "At least 1 approving review is required by reviewers with write access.")
+        if self.required_checks:
+            raise ApiError(405, f"Required status check \"{self.required_checks[0]}\" is expected.")
         method = p.get("merge_method", "merge")
         sha = self._git_merge(pr, str(head), method, p)
         now = self.clock()
@@ -729,6 +755,43 @@ class GitHubStub:
         except subprocess.CalledProcessError:
             raise ApiError(422, "Object does not exist") from None
         return 201, {"ref": ref, "node_id": f"REF_{ref}", "url": f"{self.repo_url}/git/{ref}", "object": {"sha": sha, "type": "commit", "url": ""}}, {}  # fmt: skip
+
+
+    # GraphQL -----------------------------------------------------------------------------------
+    def _graphql(self, text: str) -> Reply:
+        """GitHub's GraphQL endpoint, for the one mutation chronops sends. GraphQL answers 200 with an
+        `errors` list for refused mutations, as GitHub does."""
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return self._error(400, "Problems parsing JSON")
+        query = str(doc.get("query", ""))
+        if "enablePullRequestAutoMerge" not in query:
+            return 200, {"errors": [{"type": "NOT_IMPLEMENTED", "message": "the stand-in knows only enablePullRequestAutoMerge"}]}, {}  # fmt: skip
+        args = (doc.get("variables") or {}).get("input") or {}
+        if "contents: write" in self.denied or "pull-requests: write" in self.denied:
+            return self._graphql_error("FORBIDDEN", "Resource not accessible by integration")
+        match = re.fullmatch(r"PR_(\d+)", str(args.get("pullRequestId", "")))
+        pr = self.pulls.get(int(match.group(1))) if match else None
+        if pr is None:
+            return self._graphql_error("NOT_FOUND", f"Could not resolve to a node with the global id of '{args.get('pullRequestId')}'")  # fmt: skip
+        if not self.allow_auto_merge:
+            return self._graphql_error("UNPROCESSABLE", "Pull request Auto merge is not allowed for this repository")
+        if pr["state"] != "open":
+            return self._graphql_error("UNPROCESSABLE", "Pull request is not in the correct state to enable auto-merge")
+        if not (self.required_checks or self.protected):
+            return self._graphql_error("UNPROCESSABLE", "Pull request is in clean status")
+        method = str(args.get("mergeMethod", "MERGE"))
+        pr["auto_merge"] = {
+            "enabled_by": self._user("chronops[bot]"), "merge_method": method.lower(),
+            "commit_title": args.get("commitHeadline"), "commit_message": args.get("commitBody"),
+        }  # fmt: skip
+        pr["updated_at"] = self.clock()
+        actor = {"login": "chronops[bot]", "avatarUrl": "", "resourcePath": "/apps/chronops", "url": ""}
+        return 200, {"data": {"enablePullRequestAutoMerge": {"actor": actor, "clientMutationId": args.get("clientMutationId")}}}, {}  # fmt: skip
+
+    def _graphql_error(self, kind: str, message: str) -> Reply:
+        return 200, {"data": {"enablePullRequestAutoMerge": None}, "errors": [{"type": kind, "message": message}]}, {}  # fmt: skip
 
 
 class _Server(ThreadingHTTPServer):

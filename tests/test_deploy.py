@@ -24,10 +24,13 @@ from bot.adapters.forges.base import Proposal
 from bot.adapters.forges.local import LocalForge
 from bot.adapters.git import GitRepo
 from bot.adapters.history import read_history
+from bot.adapters.store import write_table
+from bot.commands.demo import synthetic_series
 from bot.commands.deploy import deploy_command
 from bot.core.allowlist import allowlist_problem, normalize_model_ref
 from bot.core.config import HorizonConfig, Provenance, config_hash, parse_config, render_config
-from bot.flow.deploy import health_problems, install_files
+from bot.core.series import validate_series
+from bot.flow.deploy import health_problems, install_files, revision_mismatches
 from tests.conftest import assert_one_line_error, git, run_cli, stop_process
 from tests.test_forecaster import free_port, get_json, wait_for
 
@@ -135,6 +138,9 @@ def test_success_path_with_the_real_forecaster(ws: Workspace, tmp_path: Path) ->
     port = free_port()
     url = f"http://127.0.0.1:{port}/healthz"
     (ws.root / "chronops.toml").write_text(settings_toml(url))
+    # A series to forecast from: a config that loads but cannot forecast is unhealthy.
+    frame, _ = validate_series(synthetic_series(end="2025-12-31"), source="synthetic", max_gap_days=7)
+    write_table(ws.root / "data" / "series.parquet", frame)
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -305,3 +311,26 @@ def test_deploy_help_documents_exit_codes() -> None:
         "--no-health-check",
     ):
         assert needle in text, needle
+
+
+def test_a_horizon_whose_forecast_failed_is_not_healthy() -> None:
+    url = "http://127.0.0.1:8080/healthz"
+    entry = {"config_hash": "new", "healthy": False, "last_forecast_error": "no series yet"}
+    assert health_problems({url: {"horizons": {"7d": entry}}}, {"7d": "new"}) == [
+        f"{url}: 7d serves new but is unhealthy: no series yet"
+    ]
+    entry.update(healthy=True, last_forecast_error=None)
+    assert health_problems({url: {"horizons": {"7d": entry}}}, {"7d": "new"}) == []
+
+
+def test_revision_mismatches_compare_revisions_when_both_know_them() -> None:
+    url = "http://127.0.0.1:8080/healthz"
+    mine = {"version": "0.1.0", "revision": "abc"}
+    doc = {"chronops": {"version": "0.1.0", "revision": "def"}}
+    assert revision_mismatches({url: doc}, mine) == [f"{url} runs chronops revision def, this deploy is abc"]
+    assert revision_mismatches({url: {"chronops": {"version": "0.1.0", "revision": "abc"}}}, mine) == []
+    # A side that does not know its revision: the package versions are compared.
+    assert revision_mismatches({url: {"chronops": {"version": "0.1.0", "revision": "unknown"}}}, mine) == []
+    older = {"chronops": {"version": "0.0.9", "revision": "unknown"}}
+    assert revision_mismatches({url: older}, mine) == [f"{url} runs chronops version 0.0.9, this deploy is 0.1.0"]
+    assert revision_mismatches({url: "unreachable (refused)", "x": {"status": "ok"}}, mine) == []

@@ -343,7 +343,8 @@ def test_missing_token_and_repository(origin: tuple[Path, Path]) -> None:
         (
             "protected",
             "merge",
-            ["base branch is protected: merge needs required checks/reviews", "approving review"],
+            ["cannot merge pull request #1: the base branch requires checks or reviews",
+             "Auto merge is not allowed for this repository", "Allow auto-merge", "App or PAT"],
         ),
     ],
 )
@@ -360,8 +361,8 @@ def test_errors_are_one_line_and_name_the_fix(
     forge = make(**kwargs)
     if action.startswith("merge"):
         make().propose(proposal())
-    if setup == "protected":
-        stub.protected = True
+    if setup == "protected":  # and native auto-merge is off in the repository settings
+        stub.protected, stub.allow_auto_merge = True, False
     elif " " in setup:
         stub.deny(setup)
     with pytest.raises(ForgeError) as err:
@@ -482,3 +483,46 @@ def test_cli_rollback_against_the_stand_in(make: Make, stub: GitHubStub, origin:
     assert git(bare, "show", "main:configs/7d.json") == BEFORE
     reason = {"reason": f"chronops merged #{number + 1}"}
     assert stub.dispatches == [{"workflow": "deploy.yml", "ref": "main", "inputs": reason}], "GITHUB_TOKEN"
+
+
+# protected main: native auto-merge --------------------------------------------------------------
+def test_protected_main_turns_on_native_auto_merge(
+    make: Make, stub: GitHubStub, origin: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    bare = origin[0]
+    stub.required_checks = ["test"]
+    forge = make()
+    number = forge.propose(proposal()).pull.number
+    record = forge.merge(number)
+    assert (record.state, record.auto_merge) == ("open", True)
+    assert stub.pulls[number]["auto_merge"]["merge_method"] == "merge"
+    mutation = [r for r in stub.requests if r.path == "/graphql"]
+    assert len(mutation) == 1 and "enablePullRequestAutoMerge" in mutation[0].body
+    assert stub.ref(BRANCH) in mutation[0].body, "pinned to the head the gate saw (expectedHeadOid)"
+    assert git(bare, "show", "main:configs/7d.json") == BEFORE, "nothing merged before the checks pass"
+
+    assert stub.checks_pass(number)  # CI green: GitHub merges it
+    assert git(bare, "show", "main:configs/7d.json") == '{"context_length": 180}'
+
+    # The rollback (and the deploy auto-revert, which calls it) goes the same way.
+    forge = make()
+    revert = forge.rollback("7d", to=None, reason="RMSE spiked", merge=True)
+    assert (revert.kind, revert.state, revert.auto_merge) == ("revert", "open", True)
+    assert stub.checks_pass(revert.number)
+    assert git(bare, "show", "main:configs/7d.json") == BEFORE
+
+    # With only GITHUB_TOKEN no checks run on the bot's pull requests: say so.
+    with caplog.at_level(logging.WARNING):
+        token_forge = make(source="GITHUB_TOKEN")
+        again = token_forge.propose(proposal(content='{"context_length": 240}\n')).pull.number
+        assert token_forge.merge(again).auto_merge
+    assert "App or PAT token" in caplog.text and stub.dispatches == []
+
+
+def test_cli_run_reports_auto_merge(make: Make, stub: GitHubStub) -> None:
+    """An unprotected base merges directly: auto-merge is only the fallback (the stand-in, like
+    GitHub, refuses it on a pull request that could merge now)."""
+    forge = make()
+    number = forge.propose(proposal()).pull.number
+    assert forge.merge(number).state == "merged"
+    assert not [r for r in stub.requests if r.path == "/graphql"]

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -147,7 +148,7 @@ def git(*args: str, cwd: Path) -> str:
 
 
 def state_branch(cwd: Path, remote: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "STATE_REMOTE": str(remote), "GH_TOKEN": "", "GITHUB_ACTIONS": ""}
+    env = {**os.environ, "STATE_REMOTE": str(remote), "GH_TOKEN": "", "GITHUB_ACTIONS": "", "PYTHON": sys.executable}
     return subprocess.run(
         ["bash", str(ROOT / "scripts" / "state-branch.sh"), *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
@@ -161,17 +162,26 @@ def test_state_branch_round_trip(tmp_path: Path) -> None:
     first.mkdir()
     second.mkdir()
 
-    # Before any save there is no branch: restore is a no-op that still leaves data/ in place.
+    # Before the branch is started, restore refuses (exit 4) with one line that says how to start it.
+    missing = state_branch(first, remote, "restore")
+    assert missing.returncode == 4
+    assert missing.stderr.count("\n") == 1, missing.stderr
+    assert "no chronops-state branch" in missing.stderr and "state-branch.sh init" in missing.stderr
+    assert state_branch(first, remote, "save", "too early").returncode == 4  # nor does save start one
+
+    started = state_branch(first, remote, "init")
+    assert started.returncode == 0, started.stderr
+    assert state_branch(first, remote, "init").returncode == 1  # never twice
     restored = state_branch(first, remote, "restore")
     assert restored.returncode == 0, restored.stderr
-    assert "no chronops-state branch yet" in restored.stdout
+    assert "restored 0 file(s)" in restored.stdout
     (first / "data" / "optimization_history.parquet").write_bytes(b"history v1")
     (first / "data" / "backtest_cache.parquet").write_bytes(b"cache")
 
     saved = state_branch(first, remote, "save", "state after run 1")
     assert saved.returncode == 0, saved.stderr
     tree = git("ls-tree", "-r", "--name-only", "chronops-state", cwd=remote).split()
-    assert tree == ["data/optimization_history.parquet"]  # the backtest cache stays in actions/cache
+    assert tree == ["README", "data/optimization_history.parquet"]  # the backtest cache stays in actions/cache
     assert (
         state_branch(first, remote, "save", "no change").stdout.strip() == "state unchanged: nothing to push"
     )
@@ -182,15 +192,111 @@ def test_state_branch_round_trip(tmp_path: Path) -> None:
     (second / "data" / "metrics.parquet").write_bytes(b"metrics")
     assert state_branch(second, remote, "save", "state after run 2").returncode == 0
     tree = git("ls-tree", "-r", "--name-only", "chronops-state", cwd=remote).split()
-    assert tree == ["data/metrics.parquet", "data/optimization_history.parquet"]
+    assert tree == ["README", "data/metrics.parquet", "data/optimization_history.parquet"]
     assert git("log", "--format=%s", "chronops-state", cwd=remote).splitlines() == [
         "state after run 2",
         "state after run 1",
+        "Start the chronops state branch",
     ]
+
+
+def test_state_branch_concurrent_saves_keep_both_runs_rows(tmp_path: Path) -> None:
+    """A rollback saving beside an optimize run: the later save adds its new rows to the newer state."""
+    import pandas as pd
+
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote), cwd=tmp_path)
+    seed = tmp_path / "seed"
+    (seed / "data").mkdir(parents=True)
+    history = "data/optimization_history.parquet"
+    pd.DataFrame({"run_id": ["r0"], "status": ["merged"]}).to_parquet(seed / history, index=False)
+    assert state_branch(seed, remote, "init").returncode == 0
+
+    optimize, rollback = tmp_path / "optimize", tmp_path / "rollback"
+    for run_dir in (optimize, rollback):
+        run_dir.mkdir()
+        assert state_branch(run_dir, remote, "restore").returncode == 0
+    for run_dir, row in ((optimize, ("r1", "proposed")), (rollback, ("r2", "rolled_back"))):
+        frame = pd.read_parquet(run_dir / history)
+        pd.concat([frame, pd.DataFrame({"run_id": [row[0]], "status": [row[1]]})]).to_parquet(run_dir / history, index=False)
+    assert state_branch(optimize, remote, "save", "optimize").returncode == 0
+    late = state_branch(rollback, remote, "save", "rollback")
+    assert late.returncode == 0, late.stderr
+    assert "merged 1 new row(s) of optimization_history.parquet" in late.stdout
+
+    check = tmp_path / "check"
+    check.mkdir()
+    assert state_branch(check, remote, "restore").returncode == 0
+    assert pd.read_parquet(check / history)["run_id"].tolist() == ["r0", "r1", "r2"]
 
 
 def test_state_branch_fails_loudly_when_the_remote_is_unreachable(tmp_path: Path) -> None:
     result = state_branch(tmp_path, tmp_path / "missing.git", "restore")
     assert result.returncode != 0
     assert "cannot read" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
     assert state_branch(tmp_path, tmp_path / "missing.git", "save").returncode == 2  # no message
+
+
+def concurrency_groups(workflow: Path) -> list[tuple[str, str, bool]]:
+    """(where, group, cancel-in-progress) of the workflow's and each job's concurrency setting."""
+    import yaml
+
+    doc = yaml.safe_load(workflow.read_text(encoding="utf-8"))
+    found = []
+    for where, holder in [("workflow", doc), *((f"job {k}", j) for k, j in doc.get("jobs", {}).items())]:
+        conc = holder.get("concurrency")
+        if conc is None:
+            continue
+        group = conc if isinstance(conc, str) else conc["group"]
+        cancel = False if isinstance(conc, str) else conc.get("cancel-in-progress", False)
+        found.append((where, str(group), cancel is True or (isinstance(cancel, str) and "true" in cancel)))
+    return found
+
+
+def groups_can_collide(a: str, b: str) -> bool:
+    """Whether two concurrency group templates can evaluate to the same name: the literal text before
+    the first `${{` of one is a prefix of the other's (conservative), or both are literal and equal."""
+    pa, pb = a.split("${{", 1)[0], b.split("${{", 1)[0]
+    if "${{" not in a and "${{" not in b:
+        return a == b
+    return pa.startswith(pb) or pb.startswith(pa)
+
+
+def test_rollback_is_never_cancelled_by_a_queued_optimize_run() -> None:
+    """GitHub keeps one pending run per concurrency group and cancels the older pending one: a rollback
+    must share no group with any other workflow, and never cancel itself in progress."""
+    by_name = {w.name: concurrency_groups(w) for w in WORKFLOWS}
+    rollback = by_name.pop("rollback.yml")
+    assert rollback, "rollback.yml declares no concurrency group"
+    for where, group, cancel in rollback:
+        assert not cancel, f"rollback.yml {where}: cancel-in-progress must be false"
+        for other, groups in by_name.items():
+            for other_where, other_group, _ in groups:
+                assert not groups_can_collide(group, other_group), (
+                    f"rollback.yml {where} group {group!r} can collide with {other} {other_where} {other_group!r}"
+                )
+    # The optimizer, deploys and state writers never kill a run half-way either.
+    for name in ("optimize.yml", "deploy.yml", "publish-forecasts.yml"):
+        assert by_name[name] and not any(cancel for _, _, cancel in by_name[name]), name
+
+
+def test_groups_can_collide_is_conservative() -> None:
+    assert groups_can_collide("chronops-state", "chronops-state")
+    assert groups_can_collide("chronops-${{ inputs.x }}", "chronops-rollback-7d")
+    assert not groups_can_collide("chronops-rollback-${{ inputs.horizon }}", "chronops-optimize")
+
+
+def test_deploy_runs_in_production_and_rebuilds_on_code_changes() -> None:
+    import yaml
+
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text(encoding="utf-8"))
+    job = doc["jobs"]["deploy"]
+    assert job["environment"] == "production"
+    assert job["runs-on"] == ["self-hosted", "production"]
+    paths = doc[True]["push"]["paths"]  # PyYAML reads the key `on` as True
+    assert {"configs/**", "bot/**", "Dockerfile.optimizer", "requirements.optimizer.txt"} <= set(paths)
+    scripts = "\n".join(step.get("run", "") for step in job["steps"])
+    assert "docker compose -f docker-compose.prod.yml build forecaster" in scripts
+    labels = yaml.safe_load((ROOT / ".github" / "actionlint.yaml").read_text(encoding="utf-8"))
+    assert "production" in labels["self-hosted-runner"]["labels"]

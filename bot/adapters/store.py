@@ -17,16 +17,17 @@ from bot.errors import DataError
 from bot.faults import crash_point
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write to a temp file in the same folder, fsync, then os.replace: readers see old or new, never half.
-    `mode` (e.g. 0o644 for files a web server or another user serves) replaces mkstemp's 0600."""
+
+    The file gets `mode` (0644: what a plain write gets under the usual umask), not mkstemp's 0600:
+    the forecaster container reads chronops.toml, configs and tables as another user."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # the PID in the name lets the next run tell a dead writer's leftover from a live write (bot.flow.recovery)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
-            if mode is not None:
-                os.fchmod(fh.fileno(), mode)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -38,7 +39,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> N
         raise
 
 
-def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
+def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 
 

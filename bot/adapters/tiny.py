@@ -62,6 +62,9 @@ def build_tiny_model(family: Family, out: Path, *, seed: int = 0) -> Path:
         )
         + "\n"
     )
+    # Readable by the forecaster container's user, whatever the writer's umask or temp-file modes.
+    for path in [out, *out.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     return out
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot import chronops_version
 from bot.adapters.history import HistoryRecord, record_optimization
 from bot.adapters.store import file_lock
 from bot.errors import ChronopsError, ConfigError, DeployFailedError
@@ -20,10 +21,12 @@ from bot.flow.deploy import (
     backup_dir,
     backup_live_set,
     clear_journal,
+    fetch_health,
     install_files,
     plan_changes,
     read_journal,
     restore,
+    revision_mismatches,
     validate_configs,
     wait_for_health,
     write_journal,
@@ -55,6 +58,8 @@ def deploy_command(
             raise ConfigError(f"deploy refused, nothing installed: {first}{more}")
         if not candidates:
             raise ChronopsError(f"{ws.configs_dir}: no horizon configs to deploy (run `chronops init`)")
+        if health_check:
+            _refuse_other_revisions(ws)
         pending = read_journal(live)
         changes = plan_changes(candidates, live, pending)
         if pending is not None:
@@ -110,6 +115,19 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _refuse_other_revisions(ws: Workspace) -> None:
+    """Validator and forecaster must run the same code: refuse before installing anything when a
+    reachable forecaster reports another chronops revision (an unreachable one is the health check's
+    business)."""
+    urls = ws.settings.deploy.health_urls
+    mismatches = revision_mismatches({url: fetch_health(url, 5.0) for url in urls}, chronops_version())
+    if mismatches:
+        raise ConfigError(
+            f"deploy refused, nothing installed: {mismatches[0]}; rebuild and restart the forecaster "
+            "first (docker compose -f docker-compose.prod.yml build forecaster && ... up -d forecaster)"
+        )
+
+
 def _auto_revert(
     ws: Workspace, changes: Sequence[Change], report: HealthReport, forge_kind: str | None, say: Say
 ) -> dict[str, str]:
@@ -133,7 +151,9 @@ def _auto_revert(
                 f"revert {text}" if text.startswith("merged #") else f"not reverted ({text})"
             )
         else:
-            state = "merged" if pull.state == "merged" else "opened"
+            state = (
+                "merged" if pull.state == "merged" else "opened, auto-merge on" if pull.auto_merge else "opened"
+            )
             outcomes[c.horizon] = f"revert #{pull.number} {state}"
         say(f"{c.horizon}: {outcomes[c.horizon]}")
     return outcomes

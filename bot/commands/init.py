@@ -26,6 +26,11 @@ data/runs/
 data/forge/
 data/*.lock
 live/
+data/.state-base/
+# host-only files on the production host (docs/deploy.md)
+chronops.local.toml
+.env
+chronops.env
 """
 
 

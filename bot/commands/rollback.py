@@ -68,5 +68,9 @@ def _rollback_locked(
                 "to_version": "previous config", "commit": pull.merge_sha or "", "executed_at": now,
             },
         )  # fmt: skip
-    state = "merged" if pull.state == "merged" else "opened (merge it to roll back)"
+    state = (
+        "merged" if pull.state == "merged"
+        else "opened, auto-merge on (GitHub merges it when the required checks pass)" if pull.auto_merge
+        else "opened (merge it to roll back)"
+    )  # fmt: skip
     say(f"{horizon}: revert pull request #{pull.number} {state}: {pull.title}")

@@ -247,7 +247,9 @@ def describe(o: HorizonOutcome) -> str:
     if o.proposal and o.status != "dry_run":  # a local dry run's PR lives in a discarded clone
         p = o.proposal
         lines.append(
-            f"  pull request #{p.pull.number} {p.action}{' and merged' if p.merged else ''}: {p.pull.title}"
+            f"  pull request #{p.pull.number} {p.action}{' and merged' if p.merged else ''}"
+            f"{' (auto-merge on: GitHub merges it when the required checks pass)' if p.pull.auto_merge else ''}"
+            f": {p.pull.title}"
         )
     elif o.message:
         lines.append(f"  {o.message}")

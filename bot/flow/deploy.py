@@ -275,14 +275,33 @@ def health_problems(docs: Mapping[str, dict[str, Any] | str], expected: Mapping[
             if h not in horizons and h not in errors:
                 continue
             served.add(h)
-            got = (horizons.get(h) or {}).get("config_hash")
+            entry = horizons.get(h) or {}
+            got = entry.get("config_hash")
             if got != want:
                 why = f": {errors[h]}" if h in errors else ""
                 problems.append(f"{url}: {h} serves {got or 'no config'}, expected {want}{why}")
+            elif entry.get("healthy") is False:  # loaded, but its forecast failed or has not run yet
+                why = entry.get("last_forecast_error") or "no forecast issued with it yet"
+                problems.append(f"{url}: {h} serves {want} but is unhealthy: {why}")
     if all(isinstance(d, dict) for d in docs.values()):
         for h in sorted(set(expected) - served):
             problems.append(f"{h}: no forecaster reports this horizon ({', '.join(docs)})")
     return problems
+
+
+def revision_mismatches(docs: Mapping[str, dict[str, Any] | str], mine: Mapping[str, str]) -> list[str]:
+    """Forecasters that report running other chronops code than this deploy (pure). A revision is
+    compared when both sides know theirs, else the package version."""
+    found = []
+    for url, doc in docs.items():
+        theirs = doc.get("chronops") if isinstance(doc, dict) else None
+        if not isinstance(theirs, dict):
+            continue
+        known = "unknown" not in (theirs.get("revision", "unknown"), mine["revision"])
+        key = "revision" if known else "version"
+        if theirs.get(key) != mine[key]:
+            found.append(f"{url} runs chronops {key} {theirs.get(key)}, this deploy is {mine[key]}")
+    return found
 
 
 def wait_for_health(

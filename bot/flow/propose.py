@@ -113,8 +113,8 @@ def _propose(
         return result
     automerge = ws.settings.forge.automerge if options.automerge is None else options.automerge
     if v.approved and automerge and options.dry_run is None:
-        merged = forge.merge(result.pull.number)
-        result = ProposalResult(merged, result.action, merged=True)
+        merged = forge.merge(result.pull.number)  # open with auto_merge on a protected base
+        result = ProposalResult(merged, result.action, merged=merged.state == "merged")
     return result
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot import chronops_version
 from bot.adapters.chronos import LoadedModel, load_model
 from bot.adapters.configs import read_config
 from bot.core.config import HorizonConfig, config_hash
@@ -237,11 +238,18 @@ class ForecasterService:
             slots = dict(self._state.slots)
             errors = dict(self._state.errors)
             forecast_errors = dict(self._state.forecast_errors)
-            latest = {h: i.issue_date.isoformat() for h, i in self._state.latest.items()}
+            latest_issues = dict(self._state.latest)
+            latest = {h: i.issue_date.isoformat() for h, i in latest_issues.items()}
             series = dict(self._state.series)
+        forecasted = {h: i.config_hash for h, i in latest_issues.items()}
         horizons = {}
         for h, slot in slots.items():
-            horizons[h] = {**slot.to_json(), "last_issue_date": latest.get(h)}
+            # Healthy: the config it serves has issued a forecast, and the last attempt did not fail.
+            healthy = forecasted.get(h) == slot.config_hash and h not in forecast_errors
+            horizons[h] = {
+                **slot.to_json(), "last_issue_date": latest.get(h), "healthy": healthy,
+                "last_forecast_error": forecast_errors.get(h),
+            }  # fmt: skip
         if not slots:
             status = "starting" if not self._polled.is_set() else "down"
         elif errors or forecast_errors or len(slots) < len(self.horizons):
@@ -256,6 +264,7 @@ class ForecasterService:
             "live_dir": str(self.live_dir),
             "series": series,
             "started_at": self.started_at.isoformat(timespec="seconds"),
+            "chronops": chronops_version(),
         }
         return (200 if slots else 503), doc
 

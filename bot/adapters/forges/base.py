@@ -59,6 +59,7 @@ class PullRecord:
     merged_by: str | None = None  # bot | person
     reverts: int | None = None
     reason: str | None = None
+    auto_merge: bool = False  # GitHub's native auto-merge is on: it merges once required checks pass
     body: str = field(default="", repr=False)
 
 

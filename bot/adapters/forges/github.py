@@ -76,7 +76,9 @@ from bot.adapters.forges.github_http import (
 from bot.adapters.forges.github_pulls import (
     BOT_LABELS,
     REVERTS,
+    MergeBlockedError,
     branch_has,
+    enable_auto_merge,
     get_pull,
     iso,
     label_color,
@@ -414,7 +416,10 @@ class GitHubForge:
             raise ForgeError(
                 f"pull request #{number} conflicts with {self.base}: run again to rebuild it on {self.base}"
             )
-        self._merge_once(pr)
+        try:
+            self._merge_once(pr)
+        except MergeBlockedError as blocked:
+            return self._auto_merge(pr, before, blocked)
         merged = self._checked_record(self._get_pull(number), merged_by="bot")
         if not self.triggers_workflows:
             self._dispatch_deploy(number)
@@ -423,6 +428,22 @@ class GitHubForge:
         self.git.fetch()
         self.git.sync_local_branch(self.base)
         return merged
+
+    def _auto_merge(self, pr: PullRequest, record: PullRecord, blocked: MergeBlockedError) -> PullRecord:
+        """Protected base: leave the merge to GitHub once the required checks pass. The pull request
+        stays open (state "open", auto_merge True); the push of that merge starts deploy.yml when the
+        token is an App's or a PAT (a merge GitHub makes for GITHUB_TOKEN starts nothing)."""
+        enable_auto_merge(self.session, pr, self.settings.forge.merge_method)
+        log.info("#%s: %s", pr.number, blocked)
+        if self.triggers_workflows:
+            log.warning("#%s: auto-merge enabled; GitHub merges it when the required checks pass", pr.number)
+        else:
+            log.warning(
+                "#%s: auto-merge enabled, but with GITHUB_TOKEN no checks run on the bot's pull requests and "
+                "GitHub's merge will not start deploy.yml: give the bot an App or PAT token (docs/github.md)",
+                pr.number,
+            )
+        return replace(record, auto_merge=True)
 
     def _get_pull(self, number: int) -> PullRequest:
         return get_pull(self.session, number)

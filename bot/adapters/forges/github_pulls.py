@@ -153,6 +153,11 @@ def merge_once(session: GitHubSession, pr: PullRequest, merge_method: str) -> No
         raise merge_error(session, failure, number, moved)
 
 
+class MergeBlockedError(ForgeError):
+    """Branch protection refused a direct merge (required checks or reviews): native auto-merge may
+    still merge it once they pass."""
+
+
 def merge_error(session: GitHubSession, exc: GithubException, number: int, moved: bool) -> ForgeError:
     said = github_message(exc.data)
     if moved:
@@ -160,10 +165,32 @@ def merge_error(session: GitHubSession, exc: GithubException, number: int, moved
             f"pull request #{number} changed while merging (its head moved); not merging unchecked content"
         )
     if exc.status in (405, 409):
-        return ForgeError(
+        return MergeBlockedError(
             session.redact(
                 f"base branch is protected: merge needs required checks/reviews (GitHub: {said}); "
                 f"pull request #{number} stays open for review, or use native auto-merge (docs/github.md)"
             )
         )
     return session.error(exc, f"merge pull request #{number}", PERM_CONTENTS)
+
+
+def enable_auto_merge(session: GitHubSession, pr: PullRequest, merge_method: str) -> None:
+    """Turn on GitHub's native auto-merge (GraphQL enablePullRequestAutoMerge), pinned to the head the
+    gate saw. Refused: one line saying why neither way can merge, and what to change."""
+    number = pr.number
+    try:
+        pr.enable_automerge(merge_method=merge_method.upper(), expected_head_oid=pr.head.sha)
+    except GithubException as exc:
+        errors = exc.data.get("errors") if isinstance(exc.data, dict) else None
+        said = github_message(errors[0] if errors else exc.data)
+        raise ForgeError(
+            session.redact(
+                f"cannot merge pull request #{number}: the base branch requires checks or reviews, and "
+                f"GitHub refused native auto-merge ({said}); turn on Settings → General → \"Allow "
+                "auto-merge\" and give the bot an App or PAT token (docs/github.md), or merge it by hand"
+            )
+        ) from None
+    except requests.RequestException:
+        raise ForgeError(
+            f"cannot reach GitHub at {session.api_url} to enable auto-merge on #{number}; run again"
+        ) from None
