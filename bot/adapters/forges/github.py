@@ -74,7 +74,6 @@ from bot.adapters.forges.github_http import (
     github_message,
 )
 from bot.adapters.forges.github_pulls import (
-    BOT_LABELS,
     REVERTS,
     MergeBlockedError,
     branch_has,
@@ -87,7 +86,9 @@ from bot.adapters.forges.github_pulls import (
     normalise,
     parse_branch,
     pr_matches,
+    request_reviews,
     revert_body,
+    sync_labels,
     wait_mergeable,
 )
 from bot.adapters.git import GitRepo
@@ -359,26 +360,10 @@ class GitHubForge:
             self._labels.add(name)
 
     def _sync_labels(self, pr: PullRequest, labels: tuple[str, ...]) -> tuple[str, ...]:
-        """Add the missing bot labels and remove stale ones; others' labels stay. Returns the result."""
-        with self._api(f"label pull request #{pr.number}", PERM_PULLS):
-            current = [lb.name for lb in pr.labels]
-            missing = [name for name in labels if name not in current]
-            if missing:
-                pr.add_to_labels(*missing)
-            stale = sorted(n for n in current if BOT_LABELS.match(n) and n not in labels)
-            for name in stale:
-                pr.remove_from_labels(name)
-        return (*(n for n in current if n not in stale), *missing)
+        return sync_labels(self.session, pr, labels)
 
     def _request_reviews(self, pr: PullRequest) -> None:
-        """Ask settings.forge.reviewers ("login" or "org/team") to review; repeated on every change."""
-        wanted = self.settings.forge.reviewers
-        if not wanted:
-            return
-        users = [r for r in wanted if "/" not in r]
-        teams = [r.split("/", 1)[1] for r in wanted if "/" in r]
-        with self._api(f"request reviews on #{pr.number} from {', '.join(wanted)}", PERM_PULLS):
-            pr.create_review_request(reviewers=users, team_reviewers=teams)
+        request_reviews(self.session, pr, self.settings.forge.reviewers)
 
     def _checked_record(self, pr: PullRequest, *, merged_by: str | None = None) -> PullRecord:
         record = self._record(pr, merged_by=merged_by)

@@ -16,7 +16,7 @@ from bot.adapters.forges.base import (
     PullRecord,
     body_hash,
 )
-from bot.adapters.forges.github_http import PERM_CONTENTS, GitHubSession, github_message
+from bot.adapters.forges.github_http import PERM_CONTENTS, PERM_PULLS, GitHubSession, github_message
 from bot.adapters.git import GitRepo
 from bot.core.marker import metadata_comment
 from bot.errors import ForgeError
@@ -194,3 +194,26 @@ def enable_auto_merge(session: GitHubSession, pr: PullRequest, merge_method: str
         raise ForgeError(
             f"cannot reach GitHub at {session.api_url} to enable auto-merge on #{number}; run again"
         ) from None
+
+
+def sync_labels(session: GitHubSession, pr: PullRequest, labels: tuple[str, ...]) -> tuple[str, ...]:
+    """Add the missing bot labels and remove stale ones; others' labels stay. Returns the result."""
+    with session.api(f"label pull request #{pr.number}", PERM_PULLS):
+        current = [lb.name for lb in pr.labels]
+        missing = [name for name in labels if name not in current]
+        if missing:
+            pr.add_to_labels(*missing)
+        stale = sorted(n for n in current if BOT_LABELS.match(n) and n not in labels)
+        for name in stale:
+            pr.remove_from_labels(name)
+    return (*(n for n in current if n not in stale), *missing)
+
+
+def request_reviews(session: GitHubSession, pr: PullRequest, wanted: list[str]) -> None:
+    """Ask `wanted` ("login" or "org/team") to review; repeated on every change."""
+    if not wanted:
+        return
+    users = [r for r in wanted if "/" not in r]
+    teams = [r.split("/", 1)[1] for r in wanted if "/" in r]
+    with session.api(f"request reviews on #{pr.number} from {', '.join(wanted)}", PERM_PULLS):
+        pr.create_review_request(reviewers=users, team_reviewers=teams)
