@@ -51,7 +51,7 @@ def previewed(tmp_path_factory: pytest.TempPathFactory, tiny_t5: Path) -> tuple[
     """A workspace whose only runs are two plan-level previews, and the last preview's run id."""
     ws = tiny_workspace(tmp_path_factory.mktemp("promises") / "ws", tiny_t5)
     # the first as a person at a terminal sees it (CHRONOPS_PROGRESS=1 = as if stderr were one)
-    first = run_cli(*PLAN, "-w", str(ws), timeout=300, env={"CHRONOPS_PROGRESS": "1"})
+    first = run_cli(*PLAN, "-w", str(ws), timeout=300, env={"CHRONOPS_PROGRESS": "1"}, isolated=True)
     assert first.code == 0, first.stderr
     assert "loading model " in first.stderr  # seconds of torch and model loading are announced
     # the second as a script calls it

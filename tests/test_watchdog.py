@@ -37,6 +37,8 @@ def run_row(
 
 def ws_with(tmp_path: Path, rows: list[MetricsRecord], **alerts: Any) -> Workspace:
     ws = Workspace(tmp_path, Settings(alerts=AlertSettings(**alerts)))
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "chronops.toml").touch()  # a workspace, as the CLI requires (settings: the defaults)
     append_metrics(ws.metrics_path, rows)
     return ws
 
