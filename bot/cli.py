@@ -54,11 +54,32 @@ def init(
     model_id: Annotated[
         str, typer.Option(help="model_id for the four configs (Hugging Face id or local directory).")
     ] = "amazon/chronos-t5-small",
+    github: Annotated[
+        bool,
+        typer.Option(
+            "--github", help="Also write GitHub Actions workflows (optimize, rollback) for this repository."
+        ),
+    ] = False,
+    install: Annotated[
+        str,
+        typer.Option(
+            help="With --github: the pinned chronops the workflows install (wheel URL, "
+            "git+https://…/chronops@vX.Y.Z, or chronops==X.Y.Z)."
+        ),
+    ] = "",
 ) -> None:
-    """Scaffold a workspace: four configs, chronops.toml with the seed's defaults, data/. Never overwrites."""
-    from bot.commands.init import scaffold
+    """Scaffold a workspace: four configs, chronops.toml with the seed's defaults, data/. Never overwrites.
 
+    With --github, also the workflows that run chronops in this repository (docs/github.md)."""
+    from bot.commands.init import scaffold
+    from bot.commands.init_github import check_install_spec, scaffold_github
+
+    if github:
+        check_install_spec(install)
     created, kept = scaffold(directory, model_id=model_id)
+    if github:
+        more_created, more_kept = scaffold_github(directory, install)
+        created, kept = created + more_created, kept + more_kept
     for path in created:
         out.print(f"created  {path}")
     for path in kept:
