@@ -32,7 +32,8 @@ import pytest
 from tests.conftest import run_cli
 from tests.test_forecaster import free_port
 
-pytestmark = pytest.mark.container
+# Building the image (minutes on a cold cache) runs in the first test's setup.
+pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parent.parent
 REVISION = "container-test"
