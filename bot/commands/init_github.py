@@ -54,3 +54,16 @@ def scaffold_github(root: Path, install: str) -> tuple[list[Path], list[Path]]:
             atomic_write_bytes(path, data, mode=mode)
             created.append(path)
     return created, kept
+
+
+def init_workspace(
+    root: Path, *, model_id: str, github: bool, install: str
+) -> tuple[list[Path], list[Path]]:
+    """`chronops init`: the workspace, and with `github` the workflows; a bad spec writes nothing."""
+    from bot.commands.init import scaffold
+
+    if github:
+        check_install_spec(install)
+    created, kept = scaffold(root, model_id=model_id)
+    more_created, more_kept = scaffold_github(root, install) if github else ([], [])
+    return created + more_created, kept + more_kept
