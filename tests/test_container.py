@@ -32,11 +32,23 @@ import pytest
 from tests.conftest import run_cli
 from tests.test_forecaster import free_port
 
-pytestmark = pytest.mark.container
+# Building the image (minutes on a cold cache) runs in the first test's setup.
+pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parent.parent
 REVISION = "container-test"
-FORECASTER_UID = "10001:10001"  # the image's user
+# The image's own user where this test can hand it the folders (root); else this user's uid, as
+# docs/deploy.md runs the stack (CHRONOPS_UID). Either way a non-root user.
+FORECASTER_UID = "10001:10001" if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+
+
+def give_to_container_user(ws: Path) -> None:
+    """data/ and logs/ writable by the container user (docs/deploy.md: the stack's owner)."""
+    if os.geteuid() != 0:
+        return  # the container runs as this user, who owns them
+    for name in ("data", "logs"):
+        for path in [ws / name, *(ws / name).rglob("*")]:
+            os.chown(path, 10001, 10001)
 MIB = 1024 * 1024
 
 
@@ -173,10 +185,7 @@ def test_forecaster_container_serves_and_reloads_a_deployed_config(
     health = f"http://127.0.0.1:{port}/healthz"
     with (demo_ws / "chronops.toml").open("a") as fh:
         fh.write(f'\n[deploy]\nhealth_urls = ["{health}"]\nhealth_timeout_seconds = 240\n')
-    # The ownership docs/deploy.md asks for: data/ and logs/ writable by the container user.
-    for name in ("data", "logs"):
-        for path in [demo_ws / name, *(demo_ws / name).rglob("*")]:
-            os.chown(path, 10001, 10001)
+    give_to_container_user(demo_ws)
     name = f"chronops-forecaster-{port}"
     try:
         docker_env.run(
@@ -223,9 +232,7 @@ def test_forecaster_container_serves_and_reloads_a_deployed_config(
 
 
 def test_optimizer_dry_run_fits_in_one_gib(docker_env: DockerEnv, image: str, demo_ws: Path) -> None:
-    for name in ("data", "logs"):
-        for path in [demo_ws / name, *(demo_ws / name).rglob("*")]:
-            os.chown(path, 10001, 10001)
+    give_to_container_user(demo_ws)
     name = f"chronops-optimizer-{os.getpid()}"
     # The cgroup's own peak, read inside the container before it exits (v2 memory.peak, or v1's
     # memory.max_usage_in_bytes): docker removes the cgroup with the container.
