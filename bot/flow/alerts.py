@@ -26,6 +26,7 @@ import pandas as pd
 
 from bot.adapters.store import append_rows, read_table
 from bot.flow.records import records_frame
+from bot.render.emails import EMAIL_EVENTS
 
 if TYPE_CHECKING:
     from bot.core.triggers import TriggerDecision
@@ -35,14 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ALERT_EVENTS = (
-    "optimization_triggered",
-    "validation_passed",
-    "validation_failed",
-    "deployment_successful",
-    "rollback_executed",
-    "run_missed",
-)
+ALERT_EVENTS = EMAIL_EVENTS  # every alert is an email; the templates define the set
 
 
 class Email(Protocol):
