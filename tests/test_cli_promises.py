@@ -189,33 +189,6 @@ def test_run_all_verbose_is_accepted(tmp_path: Path) -> None:
     assert_one_line_error(result, "not a chronops workspace")
 
 
-def test_demo_runs_once_then_is_idempotent(tmp_path: Path) -> None:
-    from tests.conftest import TINY_SEARCH_SETTINGS, git
-
-    root = tmp_path / "demo"
-    root.mkdir()
-    git(root, "init", "--bare", "-b", "main", str(root / "origin.git"))
-    git(root, "clone", str(root / "origin.git"), str(root / "repo"))
-    # the demo keeps a chronops.toml it finds: the smallest search, so the whole loop runs in a minute
-    (root / "repo" / "chronops.toml").write_text(
-        TINY_SEARCH_SETTINGS
-        + '\n"15d" = [90]\n"30d" = [90]\n"90d" = [180]\n\n[forge]\nkind = "local"\nautomerge = true\n'
-    )
-    first = run_cli("demo", "--dir", str(root), timeout=900)
-    assert first.code == 0, first.stderr
-    pulls = (root / "repo" / "data" / "forge" / "pulls.json").read_text()
-    main = git(root / "origin.git", "rev-parse", "main")
-    assert "Revert" in git(root / "origin.git", "log", "--oneline", "main")  # merged, then rolled back
-    titles = [p["title"] for p in json.loads(pulls)["pulls"]]
-    assert "chronops 7d: context 180→90, samples 100→10" in titles, titles  # the title states the change
-
-    again = run_cli("demo", "--dir", str(root), timeout=300)
-    assert again.code == 0, again.stderr
-    assert "already ran" in again.stdout
-    assert (root / "repo" / "data" / "forge" / "pulls.json").read_text() == pulls, "no new pull requests"
-    assert git(root / "origin.git", "rev-parse", "main") == main, "no new merges"
-
-
 def test_every_command_a_script_calls_speaks_json(previewed: tuple[Path, str], tmp_path: Path) -> None:
     ws, run_id = previewed
     docs = {

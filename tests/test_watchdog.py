@@ -169,6 +169,8 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
     recent = datetime.now(UTC) - timedelta(hours=2)
     ws = ws_with(tmp_path, [MetricsRecord("r", "7d", recent, status="skipped")])
+    # the CLI reads only a folder that is a workspace (configs/ or chronops.toml)
+    (ws.root / "configs").mkdir()
     with pytest.raises(SystemExit) as ok:
         main(["watchdog", "--workspace", str(ws.root), "--no-email"])
     assert ok.value.code == 0 and "ok: last successful run" in capsys.readouterr().out
