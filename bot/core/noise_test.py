@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,7 @@ def paired_noise_test(
     is the usual approximation. Fewer than 3 origins, lag >= T - 1 or zero variance give p = 1.0
     with a detail.
     """
+    from scipy import stats  # ~1.5 s to import: only when a test is computed
     if lag < 0:
         raise ValueError(f"lag must be >= 0, got {lag}")
     for name, series in (("current_losses", current_losses), ("candidate_losses", candidate_losses)):

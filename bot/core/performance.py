@@ -8,7 +8,6 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from bot.core.params import TriggerSettings
 
@@ -150,6 +149,7 @@ def _daily_log_sq(frame: pd.DataFrame, floor: float) -> np.ndarray:
 
 
 def _batch_means_test(base: np.ndarray, recent: np.ndarray, max_step: int) -> tuple[float | None, str]:
+    from scipy import stats  # ~1.5 s to import: only when a test is computed
     n_b, n_r = len(base), len(recent)
     # Batches at least as long as the recent window: scaling a batch variance down to n_r dates is
     # conservative, scaling it up is not (the dependence inflates the variance of longer means more).
