@@ -91,15 +91,13 @@ def test_outcomes_map_to_rows(tmp_path: Path) -> None:
     live = default_config("7d", "amazon/chronos-t5-small")
     winner = live.with_knobs(context_length=270, version=2)
     run_dir = tmp_path / "runs" / "r1" / "7d"
-    run_dir.mkdir(parents=True)
-    (run_dir / "report.json").write_text(json.dumps({"validation_scores": {
-        "current": {"rmse": 10.0}, "candidate": {"rmse": 8.75}}}))  # fmt: skip
+    report = {"validation_scores": {"current": {"rmse": 10.0}, "candidate": {"rmse": 8.75}}}
     pull = PullRecord(4, "7d", "chronops/7d", "t", "h", (), "merged", merged_at="2026-01-11T05:20:00+00:00",
                       merged_by="bot")  # fmt: skip
     merged = HorizonOutcome(
         "7d", "approved", decision=decision(True, drift=True), verdict=verdict(True), winner=winner, current=live,
         ranking=[(winner, None)] * 27, proposal=ProposalResult(pull, "created", merged=True), run_dir=run_dir,  # type: ignore[list-item]
-        search_seconds=42.0,
+        search_seconds=42.0, report=report,
     )  # fmt: skip
     row = metrics_from_outcome(merged, "r1", NOW)
     assert (row.status, row.triggered, row.triggered_by, row.drift_detected) == (
