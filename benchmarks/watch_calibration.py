@@ -77,13 +77,15 @@ def alarms(returns: np.ndarray, threshold: float) -> np.ndarray:
     return trace.alarm
 
 
-def scored(returns: np.ndarray) -> np.ndarray:
-    return sequential_ranks(np.abs(returns), REFERENCE_OBS)
+def scored(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.abs(returns)
+    return sequential_ranks(a, REFERENCE_OBS), a
 
 
-def alarms_from(u: np.ndarray, threshold: float) -> np.ndarray:
+def alarms_from(ranked: tuple[np.ndarray, np.ndarray], threshold: float) -> np.ndarray:
     """The same as `alarms`, reusing the ranks (they do not depend on the threshold)."""
-    return run_cusum(u, REFERENCE_OBS, threshold, DEFAULT_COOLDOWN_OBS, Cursor.fresh(u.shape[0])).alarm
+    u, a = ranked
+    return run_cusum(u, a, REFERENCE_OBS, threshold, DEFAULT_COOLDOWN_OBS, Cursor.fresh(u.shape[0])).alarm
 
 
 def week_rate(alarm: np.ndarray) -> tuple[float, float]:
@@ -176,6 +178,8 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=2000, help="banking days per null path")
     parser.add_argument("--detect-paths", type=int, default=2000)
     parser.add_argument("--series", type=Path, default=DEFAULT_SERIES)
+    parser.add_argument("--null-model", action="append", choices=["garch", "iid"], help="default: garch")
+    parser.add_argument("--weeks", type=float, default=20.0, help="false-alarm budget (weeks)")
     args = parser.parse_args()
     started = time.perf_counter()
     if args.derive:
@@ -186,8 +190,8 @@ def main() -> int:
         print(f"elapsed {time.perf_counter() - started:.0f} s")
         return 0
     result: dict[str, Any] = {"benchmark": "watch_calibration", "seed": args.seed, "thresholds": THRESHOLDS}
-    for null_model in ("garch", "iid"):
-        settings = WatchSettings(null_model=null_model)
+    for null_model in args.null_model or ["garch"]:
+        settings = WatchSettings(null_model=null_model, false_alarm_weeks=args.weeks)
         h = settings.threshold
         print(
             f"== null model {null_model!r}, budget 1 false alarm per {settings.false_alarm_weeks:g} weeks: "

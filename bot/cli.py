@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bot.commands.watch import cli_command as watch_cli_command
 from bot.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_USAGE, ChronopsError
 from bot.faults import write_crash_log
 from bot.secrets import redact
@@ -147,6 +148,7 @@ def run(
         bool, typer.Option("--force-approve", help="Approve whatever the gate says (needs --reason).")
     ] = False,
     reason: Annotated[str | None, typer.Option(help="Why --force-approve was used (recorded).")] = None,
+    watch_reason: Annotated[str | None, typer.Option(help="The daily watch's alarm calling this run (recorded).")] = None,
     forge: Annotated[str | None, typer.Option(help="local or github (default: settings.forge.kind).")] = None,
     stage: Annotated[
         str | None,
@@ -169,7 +171,7 @@ def run(
         code = run_command(
             workspace, horizon=horizon, all_=all_, force=force, dry_run=dry_run, automerge=automerge,
             force_approve=force_approve, reason=reason, forge_kind=forge, progress=progress, say=out.print,
-            stage=stage, out_dir=out_dir, from_dir=from_dir,
+            stage=stage, out_dir=out_dir, from_dir=from_dir, watch_reason=watch_reason,
         )  # fmt: skip
     raise typer.Exit(code)
 
@@ -228,6 +230,7 @@ def check(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Evaluate as if today were DATE (YYYY-MM-DD), with data known then.")
     ] = None,
+    known_days_before: Annotated[int | None, typer.Option(help="--data: a value dated D is known on D minus this many days (1: USD/CLP, 0: on D).")] = None,
     json_: JsonOpt = False,
     workspace: WorkspaceOpt = Path(),
 ) -> None:
@@ -236,7 +239,10 @@ def check(
     Exit 0 whether or not anything fires; non-zero only on errors."""
     from bot.commands.check import check_command
 
-    check_command(workspace, horizon=horizon, all_=all_, data=data, as_of=as_of, as_json=json_, console=out)
+    check_command(workspace, horizon=horizon, all_=all_, data=data, as_of=as_of, as_json=json_, console=out, known_days_before=known_days_before)  # fmt: skip
+
+
+app.command("watch")(watch_cli_command(out))  # defined beside its command function (this file's size)
 
 
 @app.command()

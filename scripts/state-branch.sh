@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Keep the bot's state (data/*.parquet: series, history, metrics, forecast log) on a dedicated branch
+# Keep the bot's state (data/*.parquet: series, history, metrics, forecast log, watch alarms; and
+# data/watch_state.json, the daily watch's detector) on a dedicated branch
 # between CI runs, since each GitHub Actions job starts from a fresh checkout.
 #
 #   bash scripts/state-branch.sh restore          copy data/*.parquet from the branch into data/
@@ -54,7 +55,8 @@ restore() {
     echo "no $branch branch yet: starting from an empty history"
     return 0
   fi
-  for file in "$work"/data/*.parquet; do
+  for file in "$work"/data/*.parquet "$work"/data/watch_state.json; do
+    if [ ! -f "$file" ]; then continue; fi
     cp "$file" data/
     count=$((count + 1))
   done
@@ -65,7 +67,8 @@ save() {
   local message=$1 file
   fetch_state || true
   mkdir -p "$work/data"
-  for file in data/*.parquet; do
+  for file in data/*.parquet data/watch_state.json; do
+    if [ ! -f "$file" ]; then continue; fi
     if [ "${file##*/}" != backtest_cache.parquet ]; then cp "$file" "$work/data/"; fi
   done
   git -C "$work" add data

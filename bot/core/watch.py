@@ -10,16 +10,15 @@ The statistic, for each new log return r_t:
    tail shape, so one threshold holds for normal and Student-t returns alike.
 2. score_t = the log-likelihood ratio of "volatility x DESIGN_RATIO" against "unchanged" for a
    Student-t(`SCORE_DOF`) return whose |value| sits at quantile u_t: bounded (a rank cannot exceed
-   the reference's largest), so one crash day cannot raise an alarm alone, and negative on average
-   when nothing changed.
+   the reference's largest; one return beyond the whole reference year scores about 3.1), and
+   negative on average when nothing changed.
 3. CUSUM: S_t = max(0, S_{t-1} + score_t); an alarm when S_t >= threshold. The onset estimate is
    the first return of the current excursion of S above 0 (the CUSUM's change-point estimate).
 One episode, one alarm: an alarm opens an episode, in which no alarm is raised; a mirror CUSUM
-(unchanged against a rise of RECOVERY_RATIO) gathers evidence that volatility is back at the
-reference's level, and the
-episode ends when it reaches the threshold (and `cooldown_obs` returns have passed). A lasting
-change calls one run (until the reference year has absorbed the new level); after a false alarm
-the episode ends within a couple of weeks.
+("unchanged" against a rise of RECOVERY_RATIO, ranked against the reference year before the
+episode's onset, frozen) ends it when volatility is back (after at least `cooldown_obs` returns),
+or MAX_EPISODE_OBS returns pass (the new level has become the normal one). A lasting change calls
+one run; after a false alarm the episode ends within a couple of weeks.
 
 The threshold comes from the false-alarm budget (`false_alarm_weeks`: at most one false alarm per
 that many weeks of a random walk) through `THRESHOLDS`, derived by simulation
@@ -39,23 +38,27 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
+from bot.core.config import HORIZONS
 from bot.errors import DataError
 
 REFERENCE_OBS = 250  # returns each new return is ranked against (about one year)
 SCORE_DOF = 5.0  # Student-t degrees of freedom of the score
 DESIGN_RATIO = 2.5  # the volatility change the score is tuned for
-RECOVERY_RATIO = 1.5  # an episode ends on evidence for "unchanged" against this smaller rise
+RECOVERY_RATIO = 2.0  # an episode ends on evidence for "unchanged" against this smaller rise
+RECOVERY_SHARE = 1.5  # ... when the mirror reaches this multiple of the alarm threshold
+MAX_EPISODE_OBS = 125  # ... or after half a reference year: the new level has become the normal one
 DEFAULT_COOLDOWN_OBS = 10
 STATE_VERSION = 1
 NullModel = Literal["iid", "garch"]
 NULL_MODELS: tuple[NullModel, ...] = ("iid", "garch")
 
 # null model -> {false_alarm_weeks: CUSUM threshold}, for REFERENCE_OBS, SCORE_DOF, DESIGN_RATIO and
-# a cooldown of DEFAULT_COOLDOWN_OBS. Printed by `benchmarks/watch_calibration.py --derive`;
-# interpolated linearly in log(weeks) in between.
+# a cooldown of DEFAULT_COOLDOWN_OBS. Printed by `benchmarks/watch_calibration.py --derive --paths 1000
+# --days 3000` (seed 20261130; 0.05 grid; 987 s); interpolated linearly in log(weeks) in between. At
+# 20 weeks the GARCH walks need no more than independent returns: an episode absorbs a cluster.
 THRESHOLDS: dict[str, dict[float, float]] = {
-    "iid": {5.0: 2.0, 10.0: 2.3, 20.0: 2.6, 52.0: 3.4, 104.0: 4.2},
-    "garch": {5.0: 2.0, 10.0: 2.3, 20.0: 3.3, 52.0: 3.4, 104.0: 4.2},
+    "iid": {5.0: 0.85, 10.0: 1.65, 20.0: 2.5, 52.0: 3.35, 104.0: 4.1},
+    "garch": {5.0: 0.85, 10.0: 1.65, 20.0: 2.5, 52.0: 3.8, 104.0: 6.9},
 }
 
 
@@ -72,24 +75,25 @@ class WatchSettings:
     # Shortest episode after an alarm, in returns (no new alarm meanwhile).
     cooldown_obs: int = DEFAULT_COOLDOWN_OBS
     # Horizons an alarm re-optimizes (a volatility change affects every horizon).
-    horizons: list[str] = field(default_factory=lambda: ["7d", "15d", "30d", "90d"])
+    horizons: list[str] = field(default_factory=lambda: list(HORIZONS))
     # An alarm dated more than this many days before the day the watch first sees it (a catch-up
     # after missed days, or a first run replaying history) is recorded but calls no run.
     act_within_days: int = 7
 
-    def __post_init__(self) -> None:
+    def problem(self) -> str | None:
+        """What is wrong with these settings (one line), or None."""
         if self.null_model not in NULL_MODELS:
-            raise ValueError(
-                f"watch.null_model must be one of {', '.join(NULL_MODELS)}, got {self.null_model!r}"
-            )
+            return f"watch.null_model must be one of {', '.join(NULL_MODELS)}, got {self.null_model!r}"
         table = THRESHOLDS[self.null_model]
         lo, hi = min(table), max(table)
         if not lo <= self.false_alarm_weeks <= hi:
-            raise ValueError(f"watch.false_alarm_weeks must be within {lo:g}..{hi:g} (the calibrated range)")
+            return f"watch.false_alarm_weeks = {self.false_alarm_weeks:g} is outside the calibrated {lo:g}..{hi:g}"
         if self.cooldown_obs < 1:
-            raise ValueError("watch.cooldown_obs must be >= 1")
-        if self.act_within_days < 0:
-            raise ValueError("watch.act_within_days must be >= 0")
+            return "watch.cooldown_obs must be >= 1"
+        bad = [h for h in self.horizons if h not in HORIZONS]
+        if bad or not self.horizons:
+            return f"watch.horizons must name horizons among 7d, 15d, 30d, 90d (got {self.horizons})"
+        return None
 
     @property
     def threshold(self) -> float:
@@ -134,6 +138,7 @@ class Cursor:
     since_alarm: np.ndarray
     onset: np.ndarray
     recovery: np.ndarray
+    episode_onset: np.ndarray  # onset of the episode's alarm (-1 outside an episode)
 
     @classmethod
     def fresh(cls, paths: int) -> Cursor:
@@ -143,6 +148,7 @@ class Cursor:
             np.zeros(paths, np.int64),
             np.full(paths, -1, np.int64),
             np.zeros(paths),
+            np.full(paths, -1, np.int64),
         )
 
 
@@ -181,41 +187,58 @@ def advance(returns: np.ndarray, first: int, threshold: float, cooldown: int, cu
     """Run the detector over returns[:, first:] (P x T), updating `cursor` in place.
 
     Outside an episode: an alarm when S reaches the threshold; the alarm opens an episode and S
-    restarts at 0. In an episode no alarm is raised and a mirror CUSUM (the log-likelihood ratio of
-    "unchanged" against a rise of RECOVERY_RATIO: evidence that volatility is back at the
-    reference's level) runs; the episode ends when it reaches the
-    threshold and at least `cooldown` returns have passed since the alarm. A lasting change keeps
-    the mirror at 0, so it calls one run (until the reference year has absorbed the new level);
-    after a false alarm the mirror climbs back within a couple of weeks.
+    restarts at 0. In an episode no alarm is raised and a mirror CUSUM runs: the log-likelihood
+    ratio of "unchanged" against a rise of RECOVERY_RATIO, on ranks against the reference year
+    before the episode's onset (frozen, so the new level never leaks into it). The episode ends
+    when the mirror reaches the threshold (volatility is back) and `cooldown` returns have passed,
+    or after MAX_EPISODE_OBS returns (the new level has become the normal one). A lasting change
+    calls one run; after a false alarm the mirror ends the episode within a couple of weeks.
     """
     r = np.atleast_2d(np.asarray(returns, dtype=np.float64))
-    u = sequential_ranks(np.abs(r), first)
-    return run_cusum(u, first, threshold, cooldown, cursor)
+    a = np.abs(r)
+    return run_cusum(sequential_ranks(a, first), a, first, threshold, cooldown, cursor)
 
 
-def run_cusum(u: np.ndarray, first: int, threshold: float, cooldown: int, c: Cursor) -> Trace:
+def frozen_ranks(abs_returns: np.ndarray, t: int, onset: np.ndarray) -> np.ndarray:
+    """Rank share of |r_t| among the REFERENCE_OBS returns before `onset` (per path; positions < 0 skipped)."""
+    idx = onset[:, None] - np.arange(REFERENCE_OBS, 0, -1)[None, :]
+    valid = idx >= 0
+    ref = abs_returns[np.arange(len(onset))[:, None], np.maximum(idx, 0)]
+    x = abs_returns[:, t : t + 1]
+    below = np.count_nonzero(valid & (ref < x), axis=1)
+    ties = np.count_nonzero(valid & (ref == x), axis=1)
+    return (below + 0.5 * ties + 0.5) / (np.count_nonzero(valid, axis=1) + 1)
+
+
+def run_cusum(
+    u: np.ndarray, abs_returns: np.ndarray, first: int, threshold: float, cooldown: int, c: Cursor
+) -> Trace:
     """The CUSUM with episodes over precomputed rank shares (P x steps; step j is return first + j)."""
     scores = rank_score(u)
-    calm_back = -rank_score(u, RECOVERY_RATIO)
     paths, steps = scores.shape
     out_stat = np.zeros((paths, steps))
     out_alarm = np.zeros((paths, steps), dtype=bool)
     out_onset = np.full((paths, steps), -1, np.int64)
     for j in range(steps):
-        score = scores[:, j]
+        t = first + j
         calm = ~c.episode
         prev = c.statistic
-        stat = np.where(calm, np.maximum(0.0, prev + score), 0.0)
-        c.onset = np.where(stat <= 0.0, -1, np.where((prev <= 0.0) & (stat > 0.0), first + j, c.onset))
+        stat = np.where(calm, np.maximum(0.0, prev + scores[:, j]), 0.0)
+        c.onset = np.where(stat <= 0.0, -1, np.where((prev <= 0.0) & (stat > 0.0), t, c.onset))
         fire = calm & (stat >= threshold)
-        # In an episode the mirror CUSUM gathers evidence that volatility is back at the reference's.
-        c.recovery = np.where(c.episode, np.maximum(0.0, c.recovery + calm_back[:, j]), 0.0)
+        if c.episode.any():
+            back = -rank_score(frozen_ranks(abs_returns, t, c.episode_onset), RECOVERY_RATIO)
+            c.recovery = np.where(c.episode, np.maximum(0.0, c.recovery + back), 0.0)
         c.since_alarm = np.where(fire, 0, c.since_alarm + 1)
-        ended = c.episode & (c.recovery >= threshold) & (c.since_alarm >= cooldown)
+        ended = c.episode & (
+            ((c.recovery >= RECOVERY_SHARE * threshold) & (c.since_alarm >= cooldown))
+            | (c.since_alarm >= MAX_EPISODE_OBS)
+        )
         out_stat[:, j], out_alarm[:, j] = stat, fire
         out_onset[:, j] = np.where(fire, c.onset, -1)
         c.episode = (c.episode & ~ended) | fire
-        c.recovery = np.where(ended, 0.0, c.recovery)
+        c.episode_onset = np.where(fire, c.onset, np.where(ended, -1, c.episode_onset))
+        c.recovery = np.where(ended | fire, 0.0, c.recovery)
         c.statistic = np.where(fire, 0.0, stat)
         c.onset = np.where(fire, -1, c.onset)
     return Trace(u, scores, out_stat, out_alarm, out_onset)
@@ -244,6 +267,7 @@ class WatchState:
     episode: bool = False  # inside an alarm's episode (no new alarm until it ends)
     since_alarm: int = 0  # returns since the last alarm
     recovery: float = 0.0  # the mirror CUSUM that ends an episode
+    episode_onset: date | None = None  # onset of the episode's alarm (its frozen reference ends there)
     onset: date | None = None
     last_alarm: date | None = None
     alarms: int = 0
@@ -257,6 +281,7 @@ class WatchState:
             "episode": self.episode,
             "since_alarm": self.since_alarm,
             "recovery": self.recovery,
+            "episode_onset": _iso(self.episode_onset),
             "onset": _iso(self.onset),
             "last_alarm": _iso(self.last_alarm),
             "alarms": self.alarms,
@@ -276,6 +301,7 @@ class WatchState:
                 episode=bool(raw["episode"]),
                 since_alarm=int(raw["since_alarm"]),
                 recovery=float(raw["recovery"]),
+                episode_onset=_date(raw.get("episode_onset")),
                 onset=_date(raw.get("onset")),
                 last_alarm=_date(raw.get("last_alarm")),
                 alarms=int(raw.get("alarms", 0)),
@@ -356,6 +382,7 @@ def update(
         and state.threshold is not None
         and math.isclose(state.threshold, threshold)
         and (state.onset is None or state.onset in pos)
+        and (state.episode_onset is None or state.episode_onset in pos)
     )
     start = state if resumable else WatchState(threshold=threshold)
     first = REFERENCE_OBS if not resumable else max(REFERENCE_OBS, pos[state.last_date] + 1)  # type: ignore[index]
@@ -367,6 +394,7 @@ def update(
         np.array([start.since_alarm], np.int64),
         np.array([pos[start.onset] if start.onset else -1], np.int64),
         np.array([start.recovery]),
+        np.array([pos[start.episode_onset] if start.episode_onset else -1], np.int64),
     )
     trace = advance(returns[None, :], first, threshold, settings.cooldown_obs, cursor)
     alarms: list[Alarm] = []
@@ -386,6 +414,7 @@ def update(
         episode=bool(cursor.episode[0]),
         since_alarm=int(cursor.since_alarm[0]),
         recovery=float(cursor.recovery[0]),
+        episode_onset=days[int(cursor.episode_onset[0])] if cursor.episode_onset[0] >= 0 else None,
         onset=days[onset] if onset >= 0 else None,
         last_alarm=alarms[-1].day if alarms else start.last_alarm,
         alarms=start.alarms + len(alarms),

@@ -42,6 +42,7 @@ ALERT_EVENTS = (
     "deployment_successful",
     "rollback_executed",
     "run_missed",
+    "watch_alarm",
 )
 
 
