@@ -134,7 +134,10 @@ def test_too_little_data_says_so() -> None:
 
 
 def test_state_json_round_trip_and_bad_files() -> None:
-    s = WatchState(date(2024, 1, 2), 1.5, True, 3, 0.7, date(2023, 12, 20), date(2023, 12, 29), 4, 3.3)
+    s = WatchState(
+        last_date=date(2024, 1, 2), statistic=1.5, episode=True, since_alarm=3, recovery=0.7,
+        episode_onset=date(2023, 12, 27), onset=None, last_alarm=date(2023, 12, 29), alarms=4, threshold=2.5,
+    )  # fmt: skip
     assert WatchState.from_json(json.loads(json.dumps(s.to_json()))) == s
     with pytest.raises(DataError, match="not a version-1 watch state"):
         WatchState.from_json({"version": 99})

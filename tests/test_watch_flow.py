@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from rich.console import Console
 
 from bot.adapters.forges.github import GitHubForge
@@ -59,6 +59,14 @@ def days_around_change(series: pd.DataFrame, before: int, after: int) -> list[da
     return [dates[i] - timedelta(days=1) for i in range(CHANGE + 1 - before, CHANGE + 1 + after)]
 
 
+def declared_inputs(workflow: Path) -> set[str]:
+    """The workflow_dispatch input names of a workflow file (keys indented 6 under `inputs:`)."""
+    text = (
+        workflow.read_text(encoding="utf-8").split("workflow_dispatch:", 1)[1].split("\npermissions:", 1)[0]
+    )
+    return set(re.findall(r"^      ([a-z_]+):\s*$", text, flags=re.M))
+
+
 @pytest.fixture
 def ws_local(git_remote: tuple[Path, Path], tiny_t5: Path) -> Iterator[tuple[Path, pd.DataFrame]]:
     series = shocked_series(5)
@@ -91,6 +99,15 @@ def test_an_alarm_starts_exactly_one_local_run_per_episode(ws_local: tuple[Path,
     state = read_state(state_path(Workspace.open(root)))
     assert state.episode and state.last_alarm == started["day"].iloc[0].date()
     assert "action: ran" in buffer.getvalue()
+    from bot.core.kpis import compute_kpis, trigger_kinds
+    from bot.flow.status import write_dashboard
+
+    page = write_dashboard(Workspace.open(root), root / "site", datetime.now(UTC)).read_text()
+    day = started["day"].iloc[0].date().isoformat()
+    assert "Daily volatility watch alarms" in page and day in page and "chronops run for 7d" in page
+    assert trigger_kinds(runs["triggered_by"].iloc[0], False)[0] == "watch"
+    fp = {k.key: k for k in compute_kpis(history, metrics)}["false_positive_rate"]
+    assert fp.n >= 1 and "daily watch:" in fp.detail
 
 
 def test_an_alarm_dispatches_optimize_once_on_the_github_stand_in(
@@ -120,8 +137,10 @@ def test_an_alarm_dispatches_optimize_once_on_the_github_stand_in(
         assert dispatch["inputs"]["horizon"] == "7d"
         assert dispatch["inputs"]["watch_reason"].startswith("Volatility watch: CUSUM")
         # the stand-in accepts exactly the inputs the real workflow declares
-        doc = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "optimize.yml").read_text())
-        assert set(doc[True]["workflow_dispatch"]["inputs"]) == stub.workflow_inputs["optimize.yml"]
+        assert (
+            declared_inputs(REPO_ROOT / ".github" / "workflows" / "optimize.yml")
+            == stub.workflow_inputs["optimize.yml"]
+        )
     alarms = read_alarms(ws)
     assert list(alarms.loc[alarms["action"] == "dispatched", "detail"]) == [
         "dispatched optimize.yml on main (horizon=7d)"

@@ -27,8 +27,8 @@ def cli_command(console: Any) -> Callable[..., None]:
             str | None, typer.Option(help="local or github (default: settings.forge.kind).")
         ] = None,
         dry_run: Annotated[
-            bool, typer.Option("--dry-run", help="Write and start nothing; show the day.")
-        ] = False,
+            str | None, typer.Option("--dry-run", help="Write and start nothing; show the day (flag alone).")
+        ] = None,
         json_: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
         workspace: Annotated[
             Path, typer.Option("--workspace", "-w", help="Workspace root (configs/, data/, chronops.toml).")
@@ -37,8 +37,9 @@ def cli_command(console: Any) -> Callable[..., None]:
         """The daily volatility watch, run once per banking day: a CUSUM on log returns whose alarm starts
         one out-of-cycle optimization per episode (local: the run itself; GitHub: a dispatch of
         optimize.yml), recorded in data/watch_alarms.parquet, the dashboard and an email. docs/watch.md."""
+        preview = dry_run is not None  # a bare `--dry-run` arrives as `--dry-run plan` (bot.cli)
         code = watch_command(
-            workspace, as_of=as_of, forge_kind=forge, dry_run=dry_run, as_json=json_, console=console
+            workspace, as_of=as_of, forge_kind=forge, dry_run=preview, as_json=json_, console=console
         )
         raise typer.Exit(code)
 

@@ -207,7 +207,7 @@ def frozen_ranks(abs_returns: np.ndarray, t: int, onset: np.ndarray) -> np.ndarr
     x = abs_returns[:, t : t + 1]
     below = np.count_nonzero(valid & (ref < x), axis=1)
     ties = np.count_nonzero(valid & (ref == x), axis=1)
-    return (below + 0.5 * ties + 0.5) / (np.count_nonzero(valid, axis=1) + 1)
+    return np.asarray((below + 0.5 * ties + 0.5) / (np.count_nonzero(valid, axis=1) + 1), dtype=np.float64)
 
 
 def run_cusum(

@@ -217,7 +217,24 @@ def dashboard_context(ws: Workspace, now: datetime) -> dict[str, Any]:
         "trigger_rows": trig_rows,
         "trigger_chart": Markup(trig_chart),
         "rollbacks": rollbacks(snap),
+        "watch_alarms": watch_alarm_rows(ws),
     }
+
+
+def watch_alarm_rows(ws: Workspace, limit: int = 20) -> list[dict[str, Any]]:
+    """The daily watch's latest alarms, newest first (one row per alarm: its final action)."""
+    from bot.flow.watch import read_alarms
+
+    alarms = read_alarms(ws)
+    if alarms.empty:
+        return []
+    last = alarms.drop_duplicates(subset=["day"], keep="last").sort_values("day", ascending=False).head(limit)
+    return [
+        {"day": day_label(r["day"]), "statistic": float(r["statistic"]), "threshold": float(r["threshold"]),
+         "onset": day_label(r["onset"]), "ratio": float(r["ratio"]), "action": str(r["action"]),
+         "detail": text_or_none(r["detail"])}
+        for _, r in last.iterrows()
+    ]  # fmt: skip
 
 
 def write_dashboard(ws: Workspace, out_dir: Path, now: datetime) -> Path:
