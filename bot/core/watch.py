@@ -226,9 +226,10 @@ def run_cusum(
         stat = np.where(calm, np.maximum(0.0, prev + scores[:, j]), 0.0)
         c.onset = np.where(stat <= 0.0, -1, np.where((prev <= 0.0) & (stat > 0.0), t, c.onset))
         fire = calm & (stat >= threshold)
-        if c.episode.any():
-            back = -rank_score(frozen_ranks(abs_returns, t, c.episode_onset), RECOVERY_RATIO)
-            c.recovery = np.where(c.episode, np.maximum(0.0, c.recovery + back), 0.0)
+        rows = np.flatnonzero(c.episode)
+        if len(rows):
+            u_back = frozen_ranks(abs_returns[rows], t, c.episode_onset[rows])
+            c.recovery[rows] = np.maximum(0.0, c.recovery[rows] - rank_score(u_back, RECOVERY_RATIO))
         c.since_alarm = np.where(fire, 0, c.since_alarm + 1)
         ended = c.episode & (
             ((c.recovery >= RECOVERY_SHARE * threshold) & (c.since_alarm >= cooldown))
