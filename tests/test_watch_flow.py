@@ -127,10 +127,15 @@ def test_an_alarm_dispatches_optimize_once_on_the_github_stand_in(
             api_url=stub.api_url, settings=ws.settings, policy=RetryPolicy.no_backoff(),
         )  # fmt: skip
         actions = []
+        stub.deny("actions: write")  # the first dispatch is refused: recorded, retried the next day
         for day in days_around_change(series, before=5, after=30):
             result = run_watch(ws, load_series(ws, day), day, datetime(day.year, day.month, day.day, 20, tzinfo=UTC), forge=forge, run_locally=never)  # fmt: skip
             actions.append(result.action)
-        assert actions.count("dispatched") == 1, actions
+            if result.action == "dispatch_failed":
+                assert "actions: write" in result.detail
+                stub.allow("actions: write")
+        assert actions.count("dispatch_failed") == 1 and actions.count("dispatched") == 1, actions
+        assert actions.index("dispatched") == actions.index("dispatch_failed") + 1
         assert len(stub.dispatches) == 1, stub.dispatches
         dispatch = stub.dispatches[0]
         assert dispatch["workflow"] == "optimize.yml" and dispatch["ref"] == "main"

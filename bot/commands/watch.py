@@ -87,6 +87,8 @@ def watch_command(
         console.print_json(json.dumps(result.to_json(), default=str))
     else:
         console.print(describe(result), markup=False, highlight=False)
+    if result.action == "dispatch_failed":
+        raise ChronopsError(f"{result.detail} (recorded; the next `chronops watch` retries the dispatch)")
     if result.action == "run_failed":
         raise ChronopsError(
             f"the watch alarmed, but the out-of-cycle run failed ({result.detail}); see above"

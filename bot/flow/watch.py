@@ -28,7 +28,7 @@ from bot.adapters.forges.base import Forge
 from bot.adapters.lock import workspace_lock
 from bot.adapters.store import append_rows, atomic_write_text, read_table
 from bot.core.watch import Alarm, WatchState, WatchUpdate, update
-from bot.errors import DataError
+from bot.errors import DataError, ForgeError
 from bot.workspace import Workspace
 
 STATE_FILE = "data/watch_state.json"
@@ -115,6 +115,8 @@ def run_watch(
                     else "too old to act on (catch-up or first replay)"
                 )
                 _record(ws, a, now, "recorded", why)
+        if alarm is None and settings.enabled:
+            alarm = _pending(ws, as_of, settings.act_within_days)  # a dispatch that failed: retry it
         if alarm is None:
             return WatchResult(as_of, up, "disabled" if not settings.enabled else "none")
         if _acted_on(ws, alarm):  # a rebuilt state (lost file) sees the same alarm again: never twice
@@ -131,19 +133,46 @@ def _start_run(
     alarm: Alarm, horizons: list[str], forge: Forge | None, run_locally: RunLocally
 ) -> tuple[str, str]:
     if forge is not None:
-        dispatched = forge.request_run(horizons, alarm.reason)
+        try:
+            dispatched = forge.request_run(horizons, alarm.reason)
+        except ForgeError as exc:  # nothing started: the next daily run retries (see _pending)
+            return "dispatch_failed", str(exc)
         if dispatched is not None:
             return "dispatched", dispatched
     code = run_locally(horizons, alarm.reason)
     return ("ran", f"chronops run for {', '.join(horizons)}") if code == 0 else ("run_failed", f"exit {code}")
 
 
+def _last_actions(ws: Workspace) -> pd.DataFrame:
+    """The alarm log's last row per alarm day."""
+    log = read_alarms(ws)
+    if log.empty:
+        return log
+    log = log.assign(day=pd.to_datetime(log["day"]).dt.date)
+    return log.drop_duplicates(subset=["day"], keep="last")
+
+
 def _acted_on(ws: Workspace, alarm: Alarm) -> bool:
-    done = read_alarms(ws)
-    if done.empty:
-        return False
-    acted = done[done["action"] != "recorded"]
-    return bool((pd.to_datetime(acted["day"]).dt.date == alarm.day).any())
+    last = _last_actions(ws)
+    acted = (
+        last[last["action"].isin(("starting", "ran", "run_failed", "dispatched"))] if not last.empty else last
+    )
+    return bool((acted["day"] == alarm.day).any()) if not acted.empty else False
+
+
+def _pending(ws: Workspace, as_of: date, within_days: int) -> Alarm | None:
+    """The newest alarm whose dispatch failed, while it is fresh enough to act on."""
+    last = _last_actions(ws)
+    if last.empty:
+        return None
+    failed = last[last["action"] == "dispatch_failed"].sort_values("day")
+    if failed.empty or (as_of - failed["day"].iloc[-1]).days > within_days:
+        return None
+    r = failed.iloc[-1]
+    return Alarm(
+        r["day"], float(r["statistic"]), float(r["threshold"]), pd.Timestamp(r["onset"]).date(),
+        float(r["ratio"]), int(r["observations"]), True,
+    )  # fmt: skip
 
 
 def _record(ws: Workspace, alarm: Alarm, now: datetime, action: str, detail: str) -> None:
