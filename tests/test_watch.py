@@ -153,3 +153,29 @@ def test_known_as_of_follows_the_series_rule() -> None:
     assert len(known_as_of(frame, as_of)) == 2  # USD/CLP: the value dated tomorrow is known tonight
     assert len(known_as_of(frame, as_of, known_days_before=0)) == 1  # published on its own date
     assert len(known_as_of(frame, as_of + timedelta(days=1), known_days_before=-1)) == 1  # a day late
+
+
+def test_drift_check_follows_the_series_rule() -> None:
+    from bot.core.params import TriggerSettings
+    from bot.core.triggers import drift_check
+
+    days = pd.bdate_range("2024-01-01", periods=200)
+    frame = pd.DataFrame({"date": days, "value": walk(0.005 * np.random.default_rng(1).standard_normal(199))})
+    as_of = days[150].date()
+    usdclp = drift_check(frame, as_of, TriggerSettings())
+    same_day = drift_check(frame, as_of, TriggerSettings(), known_days_before=0)
+    assert usdclp.last_observation == days[151].date() and same_day.last_observation == as_of
+
+
+def test_watch_settings_are_checked_at_the_edge() -> None:
+    from bot.errors import SettingsError
+    from bot.settings import settings_from_dict
+
+    assert (
+        settings_from_dict({"watch": {"false_alarm_weeks": 52}}).watch.threshold == THRESHOLDS["garch"][52.0]
+    )
+    with pytest.raises(SettingsError, match="outside the calibrated"):
+        settings_from_dict({"watch": {"false_alarm_weeks": 2}})
+    with pytest.raises(SettingsError, match="not one of garch, iid"):
+        settings_from_dict({"watch": {"null_model": "normal"}})
+    assert settings_from_dict({"data": {"known_days_before": 0}}).data.known_days_before == 0
