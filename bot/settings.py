@@ -376,7 +376,7 @@ max_days_without_run = 8          # `chronops watchdog` alerts after this many d
 
 [watch]                           # `chronops watch`: the daily volatility watch (docs/watch.md)
 enabled = true
-false_alarm_weeks = 20.0          # at most 1 false alarm per 20 weeks on a random walk (5..104)
+false_alarm_weeks = 20.0          # at most 1 false alarm per 20 weeks on a random walk (10..104)
 null_model = "garch"              # garch: the budget holds on GARCH walks too | iid: faster, more alarms
 cooldown_obs = 10                 # shortest episode after an alarm (returns)
 horizons = ["7d", "15d", "30d", "90d"]  # what an alarm re-optimizes

@@ -53,21 +53,20 @@ NullModel = Literal["iid", "garch"]
 NULL_MODELS: tuple[NullModel, ...] = ("iid", "garch")
 
 # null model -> {false_alarm_weeks: CUSUM threshold}, for REFERENCE_OBS, SCORE_DOF, DESIGN_RATIO and
-# a cooldown of DEFAULT_COOLDOWN_OBS. Printed by `benchmarks/watch_calibration.py --derive --paths 1000
-# --days 3000` (seed 20261130; 0.05 grid; 987 s); interpolated linearly in log(weeks) in between. At
-# 20 weeks the GARCH walks need no more than independent returns: an episode absorbs a cluster.
+# a cooldown of DEFAULT_COOLDOWN_OBS. Printed by `benchmarks/watch_calibration.py --derive --paths 600
+# --days 2500` (seed 20261130; 0.05 grid; 724 s); interpolated linearly in log(weeks) in between. At
+# 10-20 weeks the GARCH walks need no more than independent returns: an episode absorbs a cluster.
 THRESHOLDS: dict[str, dict[float, float]] = {
-    "iid": {5.0: 0.85, 10.0: 1.65, 20.0: 2.5, 52.0: 3.35, 104.0: 4.1},
-    "garch": {5.0: 0.85, 10.0: 1.65, 20.0: 2.5, 52.0: 3.8, 104.0: 6.9},
+    "iid": {10.0: 1.8, 20.0: 2.5, 52.0: 3.4, 104.0: 4.1},
+    "garch": {10.0: 1.8, 20.0: 2.5, 52.0: 4.0, 104.0: 6.95},
 }
-
 
 @dataclass(frozen=True)
 class WatchSettings:
     """`[watch]` in chronops.toml."""
 
     enabled: bool = True
-    # At most one false alarm per this many weeks on a random walk (calibrated range 5-104).
+    # At most one false alarm per this many weeks on a random walk (calibrated range 10-104).
     false_alarm_weeks: float = 20.0
     # "garch": the budget holds on volatility-clustering (GARCH) walks too; "iid": on independent
     # returns only (faster detection, more alarms in calm-to-busy swings).
