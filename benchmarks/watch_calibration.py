@@ -145,6 +145,21 @@ def detection(seed: int, dist: str, paths: int, threshold: float) -> dict[str, A
     }
 
 
+def repeats(seed: int, paths: int, threshold: float) -> dict[str, Any]:
+    """A lasting doubling: the share of paths with more than one alarm within 40 / 100 days of it."""
+    rng = np.random.default_rng(seed)
+    change = REFERENCE_OBS + 100
+    r = simulate(rng, "normal", paths, change + 100)
+    r[:, change:] *= 2.0
+    a = alarms(r, threshold)[:, change - REFERENCE_OBS :]
+    return {
+        "paths": paths,
+        "more_than_one_40d": float(np.mean(a[:, :40].sum(axis=1) > 1)),
+        "more_than_one_100d": float(np.mean(a.sum(axis=1) > 1)),
+        "none_100d": float(np.mean(a.sum(axis=1) == 0)),
+    }
+
+
 def real_series(path: Path, settings: WatchSettings) -> dict[str, Any] | None:
     if not path.exists():
         return None
@@ -213,6 +228,12 @@ def main() -> int:
                 f"(95% CI {row['median_delay_ci95'][0]}-{row['median_delay_ci95'][1]}; target <= 6)",
                 flush=True,
             )
+        rep = repeats(rng_seed + 200, min(args.detect_paths, 1000), h)
+        print(
+            f"  one run per episode: a lasting doubling alarms more than once within 40 days on "
+            f"{rep['more_than_one_40d']:.1%}, within 100 days on {rep['more_than_one_100d']:.1%} of paths",
+            flush=True,
+        )
         real = real_series(args.series, settings)
         if real is None:
             print("  real series: skipped (absent)")
@@ -227,7 +248,13 @@ def main() -> int:
                 )
             for name, a in real["first_after"].items():
                 print(f"  first alarm after {EVENTS[name]} ({name}): {a['day'] if a else None}")
-        result[null_model] = {"threshold": h, "false_alarms": fa, "detection": det, "real": real}
+        result[null_model] = {
+            "threshold": h,
+            "false_alarms": fa,
+            "detection": det,
+            "repeats": rep,
+            "real": real,
+        }
     elapsed = time.perf_counter() - started
     print(f"elapsed {elapsed:.0f} s")
     result["elapsed_s"] = round(elapsed, 1)
