@@ -15,9 +15,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bot.commands.watch import cli_command as watch_cli_command
 from bot.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_USAGE, ChronopsError
 from bot.faults import write_crash_log
 from bot.secrets import redact
+from bot.settings import normalize_dry_run
 
 app = typer.Typer(
     name="chronops",
@@ -155,6 +157,7 @@ def run(
         bool, typer.Option("--force-approve", help="Approve whatever the gate says (needs --reason).")
     ] = False,
     reason: Annotated[str | None, typer.Option(help="Why --force-approve was used (recorded).")] = None,
+    watch_reason: Annotated[str | None, typer.Option(help="The daily watch's alarm calling this run (recorded).")] = None,
     forge: Annotated[str | None, typer.Option(help="local or github (default: settings.forge.kind).")] = None,
     stage: Annotated[
         str | None,
@@ -178,7 +181,7 @@ def run(
         code = run_main(
             workspace, as_json=json_, horizon=horizon, all_=all_, force=force, dry_run=dry_run,
             automerge=automerge, force_approve=force_approve, reason=reason, forge_kind=forge,
-            progress=progress, say=out.print, stage=stage, out_dir=out_dir, from_dir=from_dir,
+            progress=progress, say=out.print, stage=stage, out_dir=out_dir, from_dir=from_dir, watch_reason=watch_reason,
         )  # fmt: skip
     raise typer.Exit(code)
 
@@ -237,6 +240,7 @@ def check(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Evaluate as if today were DATE (YYYY-MM-DD), with data known then.")
     ] = None,
+    known_days_before: Annotated[int | None, typer.Option(help="--data: a value dated D is known on D minus this many days (1: USD/CLP, 0: on D).")] = None,
     json_: JsonOpt = False,
     workspace: WorkspaceOpt = Path(),
 ) -> None:
@@ -245,7 +249,10 @@ def check(
     Exit 0 whether or not anything fires; non-zero only on errors."""
     from bot.commands.check import check_command
 
-    check_command(workspace, horizon=horizon, all_=all_, data=data, as_of=as_of, as_json=json_, console=out)
+    check_command(workspace, horizon=horizon, all_=all_, data=data, as_of=as_of, as_json=json_, console=out, known_days_before=known_days_before)  # fmt: skip
+
+
+app.command("watch")(watch_cli_command(out))  # defined beside its command function (this file's size)
 
 
 @app.command()
@@ -439,17 +446,6 @@ _ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if
 _UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
-def _normalize_dry_run(argv: list[str]) -> list[str]:
-    """`--dry-run` alone means `--dry-run plan` (typer has no optional option values)."""
-    out: list[str] = []
-    for i, arg in enumerate(argv):
-        out.append(arg)
-        # a bare --dry-run means plan; a word after it is its level (checked, with the valid ones named)
-        if arg == "--dry-run" and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
-            out.append("plan")
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps every outcome to an exit code, never shows a traceback for known errors."""
     from bot.settings import log_level, torch_threads
@@ -472,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         torch_threads()  # a bad value fails before any work, not halfway through a run
-        args = _normalize_dry_run(args)
+        args = normalize_dry_run(args)
         result = app(args=args, standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except ChronopsError as exc:

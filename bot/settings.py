@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 
 from bot.core.config import HORIZONS
 from bot.core.params import ApprovalSettings, TriggerSettings
+from bot.core.watch import NULL_MODELS, WatchSettings
 from bot.errors import SettingsError
 
 SETTINGS_FILE = "chronops.toml"
@@ -66,6 +67,9 @@ class DataSettings:
     runs: str = "data/runs"
     max_gap_days: int = 7
     lock_timeout_seconds: float = 0.0  # how long a second run waits for the workspace lock
+    # A value dated D is known at the end of day D - known_days_before: 1 for USD/CLP's observado
+    # (published the evening before its date), 0 for a series published on its own date.
+    known_days_before: int = 1
 
 
 @dataclass(frozen=True)
@@ -137,15 +141,17 @@ class Settings:
     deploy: DeploySettings = field(default_factory=DeploySettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     watchdog: WatchdogSettings = field(default_factory=WatchdogSettings)
+    watch: WatchSettings = field(default_factory=WatchSettings)
 
 
-_CHOICES = {
+_CHOICES: dict[tuple[str, str], set[str]] = {
     ("search", "strategy"): {"grid", "random", "halving"},
     ("approval", "noise_loss"): {"vol_mse", "mse"},
     ("forge", "kind"): {"local", "github"},
     ("forge", "merge_method"): {"merge", "squash", "rebase"},
     ("alerts", "smtp_security"): {"starttls", "ssl", "none"},
     ("deploy", "series_source"): {"", "csv", "mindicador"},
+    ("watch", "null_model"): set(NULL_MODELS),
 }
 
 
@@ -312,6 +318,10 @@ def _check_semantics(obj: Any, source: str, path: tuple[str, ...]) -> None:
                 raise SettingsError(f"{source}: deploy.{name} must be > 0")
         if obj.series_source == "csv" and not obj.series_path:
             raise SettingsError(f"{source}: deploy.series_source = 'csv' needs deploy.series_path (the file)")
+    if isinstance(obj, WatchSettings):
+        problem = obj.problem()
+        if problem:
+            raise SettingsError(f"{source}: {problem}")
     if isinstance(obj, ApprovalSettings) and not 0 < obj.max_noise_probability <= 1:
         raise SettingsError(f"{source}: approval.max_noise_probability must be in (0, 1]")
 
@@ -372,6 +382,7 @@ cache = "data/backtest_cache.parquet"
 runs = "data/runs"
 max_gap_days = 7
 lock_timeout_seconds = 0.0        # a second run waits this long for the workspace lock, then exits 4
+known_days_before = 1             # a value dated D is known the evening of D-1 (USD/CLP); 0 = on D
 
 [forge]
 kind = "local"                    # local (git remote 'origin') | github
@@ -406,4 +417,23 @@ log = "data/alerts.parquet"
 
 [watchdog]
 max_days_without_run = 8          # `chronops watchdog` alerts after this many days without a run
+
+[watch]                           # `chronops watch`: the daily volatility watch (docs/watch.md)
+enabled = true
+false_alarm_weeks = 20.0          # at most 1 false alarm per 20 weeks on a random walk (10..104)
+null_model = "garch"              # garch: the budget holds on GARCH walks too | iid: faster, more alarms
+cooldown_obs = 10                 # shortest episode after an alarm (returns)
+horizons = ["7d", "15d", "30d", "90d"]  # what an alarm re-optimizes
+act_within_days = 7               # an older alarm (a catch-up) is recorded, calls no run
 """
+
+
+def normalize_dry_run(argv: list[str]) -> list[str]:
+    """`--dry-run` alone means `--dry-run plan` (typer has no optional option values)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        # a bare --dry-run means plan; a word after it is its level (checked, with the valid ones named)
+        if arg == "--dry-run" and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out.append("plan")
+    return out

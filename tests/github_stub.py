@@ -128,7 +128,10 @@ class GitHubStub:
         self.token = token
         self.default_branch = default_branch
         self.workflows = list(workflows)
-        self.workflow_inputs: dict[str, set[str]] = {"deploy.yml": {"reason"}}  # declared inputs
+        self.workflow_inputs: dict[str, set[str]] = {  # declared inputs (tests check optimize.yml's)
+            "deploy.yml": {"reason"},
+            "optimize.yml": {"horizon", "force", "dry_run", "automerge", "watch_reason"},
+        }
         self.mergeable_delay = mergeable_delay
         self.clock = clock or (lambda: datetime.now(UTC))
         self.api_url = ""  # set once the server listens

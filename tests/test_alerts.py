@@ -60,6 +60,11 @@ CONTEXTS: dict[str, dict[str, Any]] = {
         "horizon": "all", "expected_at": NOW, "last_run_at": datetime(2026, 1, 1, tzinfo=UTC),
         "workflow": "optimize.yml",
     },
+    "watch_alarm": {
+        "horizon": "all", "day": "2019-11-13", "onset": "2019-11-08", "statistic": 3.61, "threshold": 3.3,
+        "ratio": 2.4, "reason": "Volatility watch: CUSUM 3.61 >= 3.30 on 2019-11-13", "false_alarm_weeks": 20.0,
+        "forge": "github",
+    },
 }  # fmt: skip
 SUBJECTS = {
     "optimization_triggered": "[Model Optimizer] Optimization Triggered for 7d",
@@ -68,6 +73,7 @@ SUBJECTS = {
     "deployment_successful": "[Model Optimizer] Deployment Successful for 90d",
     "rollback_executed": "[Model Optimizer] Rollback Executed for 7d",
     "run_missed": "[Model Optimizer] Scheduled Run Missed for all horizons",
+    "watch_alarm": "[Model Optimizer] Volatility Watch Alarm on 2019-11-13 (all)",
 }
 
 

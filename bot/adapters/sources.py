@@ -137,7 +137,7 @@ def load_series(ws: Workspace, as_of: date | None = None) -> pd.DataFrame:
     if as_of is not None:
         from bot.core.series import known_as_of
 
-        series = known_as_of(series, as_of)
+        series = known_as_of(series, as_of, ws.settings.data.known_days_before)
     if len(series) < 10:
         raise DataError(f"{ws.series_path}: only {len(series)} observations; need more history to forecast")
     return series.sort_values("date", ignore_index=True)

@@ -22,16 +22,21 @@ from bot.workspace import Workspace, resolve_horizons
 
 
 def check(
-    root: Path, *, horizon: str | None, all_: bool, data: Path | None, as_of: date | None
-) -> list[TriggerDecision]:
+    root: Path, *, horizon: str | None, all_: bool, data: Path | None, as_of: date | None,
+    known_days_before: int | None = None,
+) -> list[TriggerDecision]:  # fmt: skip
+    """`known_days_before`: when a value of `--data` becomes known (default `data.known_days_before`)."""
     ws = Workspace.open(root, require=True)
     horizons = resolve_horizons(horizon, all_ or horizon is None)
     today = as_of or datetime.now(UTC).date()
+    if known_days_before is not None and data is None:
+        raise ChronopsError("--known-days-before describes a --data series (the store uses data.known_days_before)")
+    known = ws.settings.data.known_days_before if known_days_before is None else known_days_before
     if data is not None:
         frame, _ = validate_series(
             read_series_file(data), source=str(data), max_gap_days=ws.settings.data.max_gap_days
         )
-        series = known_as_of(frame, today) if as_of else frame
+        series = known_as_of(frame, today, known) if as_of else frame
     else:
         series = load_series(ws, as_of)
     if series.empty:
@@ -49,6 +54,7 @@ def check(
             today,
             force=False,
             backtest_errors=backtest_errors(ws, read_config(ws.config_path(h))),
+            known_days_before=known,
         )
         for h in horizons
     ]
@@ -71,7 +77,7 @@ def describe(d: TriggerDecision) -> str:
 
 def check_command(
     root: Path, *, horizon: str | None, all_: bool, data: Path | None, as_of: str | None, as_json: bool,
-    console: Any,
+    console: Any, known_days_before: int | None = None,
 ) -> None:  # fmt: skip
     when = None
     if as_of:
@@ -79,7 +85,9 @@ def check_command(
             when = date.fromisoformat(as_of)
         except ValueError:
             raise ChronopsError(f"--as-of {as_of!r} is not a date (use YYYY-MM-DD)") from None
-    decisions = check(root, horizon=horizon, all_=all_, data=data, as_of=when)
+    decisions = check(
+        root, horizon=horizon, all_=all_, data=data, as_of=when, known_days_before=known_days_before
+    )
     if as_json:
         from bot.commands.output import dumps
 

@@ -43,6 +43,7 @@ def run_command(
     out_dir: Path | None = None,
     from_dir: Path | None = None,
     collect: Callable[[dict[str, Any]], None] | None = None,
+    watch_reason: str | None = None,
 ) -> int:
     """Run the loop for the horizons; `collect` receives each horizon's summary (`outcome_summary`)."""
     ws = Workspace.open(root, require=True)
@@ -67,6 +68,7 @@ def run_command(
         force_approve_reason=redact(reason) if force_approve and reason else None,
     )
     options.stage = stage
+    options.watch_reason = redact(watch_reason.strip())[:1000] if watch_reason and watch_reason.strip() else None
     forge = None if dry_run == "plan" or stage == "search" else make_forge(ws, forge_kind)
     if dry_run == "local" and forge is not None:
         forge = _scratch_forge(ws)

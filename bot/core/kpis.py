@@ -17,6 +17,7 @@ Definitions (each KPI reports its value, the number of cases `n` it rests on, an
   (target 100%).
 - false_positive_rate: of the runs a trigger started (forced runs excluded) that got to a result,
   the % that found nothing better: status no_change, or the gate rejected the candidate (target <= 10%).
+  Runs the daily volatility watch called count too (triggered_by "watch"; the detail splits them out).
 - drift_detection_latency: per drift episode (a run that saw drift after one that did not), days
   from the onset marker to the first run triggered by drift. The onset marker is the detector's
   `drift_onset` when it gives one, else the last run that saw no drift: an upper bound, since
@@ -304,9 +305,11 @@ def zero_downtime_rate(metrics: pd.DataFrame) -> Kpi:
 def false_positive_rate(runs: pd.DataFrame) -> Kpi:
     fired = runs[runs["triggered"] & ~runs["forced"] & ~runs["status"].isin(("failed", "skipped"))]
     nothing = fired[(fired["status"] == "no_change") | fired["verdict"].isin(REJECTED)]
+    watch = fired["triggered_by"].astype(str).str.contains("watch")
+    by_watch = f"; daily watch: {int(watch[nothing.index].sum())} of {int(watch.sum())}" if watch.any() else ""
     return _kpi(
         "false_positive_rate", "False-positive triggers", _pct(len(nothing), len(fired)), len(fired), "%",
-        f"{len(nothing)} of {len(fired)} triggered optimizations found nothing better",
+        f"{len(nothing)} of {len(fired)} triggered optimizations found nothing better{by_watch}",
     )  # fmt: skip
 
 
@@ -383,14 +386,14 @@ def rolling_validation_rate(runs: pd.DataFrame, *, days: int = 30) -> pd.DataFra
     return pd.DataFrame(out)
 
 
-TRIGGER_KINDS = ("performance", "drift", "time", "manual")
+TRIGGER_KINDS = ("performance", "drift", "watch", "time", "manual")
 
 
 def trigger_kinds(triggered_by: Any, forced: bool) -> list[str]:
     """Which kinds of trigger a run's `triggered_by` text names (a run can have several)."""
     text = "" if _isnull(triggered_by) else str(triggered_by).lower()
     kinds = [k for k, words in (("performance", ("perf", "rmse", "degrad")), ("drift", ("drift",)),
-                                ("time", ("time", "days", "stale", "schedule")))
+                                ("watch", ("watch",)), ("time", ("time", "days", "stale", "schedule")))
              if any(w in text for w in words)]  # fmt: skip
     if forced or "forc" in text or "manual" in text:
         kinds.append("manual")

@@ -79,13 +79,21 @@ def validate_series(
     return out, report
 
 
-def known_as_of(series: pd.DataFrame, as_of: date) -> pd.DataFrame:
-    """Rows known at the end of day `as_of`.
+# A value dated D is known at the end of day D - KNOWN_DAYS_BEFORE. USD/CLP's observado dated D is
+# fixed from trades of D-1 and published on the evening of D-1, hence 1; a series published on its
+# own date is 0, one published the day after is -1.
+USDCLP_KNOWN_DAYS_BEFORE = 1
 
-    The observado dated D is fixed from trades of D-1 and published on the evening of D-1, so the
-    value dated as_of + 1 day is already known.
+
+def known_as_of(
+    series: pd.DataFrame, as_of: date, known_days_before: int = USDCLP_KNOWN_DAYS_BEFORE
+) -> pd.DataFrame:
+    """Rows known at the end of day `as_of`: those dated on or before as_of + `known_days_before` days.
+
+    The default is the USD/CLP rule (the value dated as_of + 1 day is already known); pass the
+    series' own rule (`data.known_days_before`, `check --known-days-before`) for other series.
     """
-    cutoff = pd.Timestamp(as_of + timedelta(days=1))
+    cutoff = pd.Timestamp(as_of + timedelta(days=known_days_before))
     return series.loc[series["date"] <= cutoff].reset_index(drop=True)
 
 

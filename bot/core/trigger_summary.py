@@ -18,7 +18,7 @@ from bot.core.triggers import TriggerDecision, triggered_by
 class TriggerSummary:
     fire: bool
     forced: bool
-    triggered_by: str  # 'performance+drift', 'time', 'forced', 'none'
+    triggered_by: str  # 'performance+drift', 'time', 'watch', 'forced', 'none'
     reasons: tuple[str, ...]
     drift_fired: bool
     drift_severity: str
@@ -28,8 +28,10 @@ class TriggerSummary:
 
     @property
     def material(self) -> bool:
-        """Drift or performance fired, or an operator forced it: reason enough to re-open a snoozed horizon."""
-        return self.drift_fired or self.performance_fired or self.forced
+        """Drift or performance fired, the daily watch alarmed, or an operator forced it: reason enough to
+        re-open a snoozed horizon."""
+        watch = "watch" in self.triggered_by.split("+")
+        return self.drift_fired or self.performance_fired or self.forced or watch
 
     @classmethod
     def of(cls, d: TriggerDecision) -> TriggerSummary:

@@ -108,7 +108,9 @@ class DriftCheck:
     p_value: float | None = None
 
 
-def drift_check(series: pd.DataFrame, as_of: date, settings: TriggerSettings) -> DriftCheck:
+def drift_check(
+    series: pd.DataFrame, as_of: date, settings: TriggerSettings, *, known_days_before: int = 1
+) -> DriftCheck:
     """Test whether the last `drift_recent_obs` log returns differ from the `drift_reference_obs` before.
 
     Only rows known at the end of `as_of` are used (`known_as_of`: later rows are ignored, so a
@@ -149,7 +151,7 @@ def drift_check(series: pd.DataFrame, as_of: date, settings: TriggerSettings) ->
     never as drift; too few observations are reported in `reason`. Neither fires.
     """
     n_rec, n_ref = settings.drift_recent_obs, settings.drift_reference_obs
-    frame = _clean_series(series, as_of)
+    frame = _clean_series(series, as_of, known_days_before)
     if frame.empty:
         return DriftCheck(False, "NONE", False, f"Drift not assessed: no observations known as of {as_of}")
     last = pd.Timestamp(frame["date"].iloc[-1]).date()
@@ -178,13 +180,13 @@ def drift_check(series: pd.DataFrame, as_of: date, settings: TriggerSettings) ->
     return _assess_drift(window[:n_ref], window[n_ref:], settings.drift_alpha, last)
 
 
-def _clean_series(series: pd.DataFrame, as_of: date) -> pd.DataFrame:
+def _clean_series(series: pd.DataFrame, as_of: date, known_days_before: int) -> pd.DataFrame:
     if series.empty or not {"date", "value"} <= set(series.columns):
         return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "value": pd.Series(dtype=float)})
     frame = pd.DataFrame(
         {"date": pd.to_datetime(series["date"]), "value": pd.to_numeric(series["value"], errors="coerce")}
     )
-    frame = known_as_of(frame, as_of)
+    frame = known_as_of(frame, as_of, known_days_before)
     ok = np.isfinite(frame["value"].to_numpy(dtype=np.float64)) & (frame["value"].to_numpy() > 0)
     return frame.loc[ok].sort_values("date", ignore_index=True)
 
@@ -392,6 +394,7 @@ class TriggerDecision:
     time: TimeCheck
     drift: DriftCheck
     performance: PerformanceCheck
+    watch: str | None = None  # the daily watch's alarm reason, when it called this run
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict with stable keys (dates as ISO strings, non-finite numbers as null)."""
@@ -401,6 +404,7 @@ class TriggerDecision:
             "as_of": self.as_of.isoformat(),
             "fire": self.fire,
             "forced": self.forced,
+            "watch": self.watch,
             "triggered_by": triggered_by(self),
             "reasons": list(self.reasons),
             "time": {
@@ -453,21 +457,24 @@ def decide(
     drift: DriftCheck,
     performance: PerformanceCheck,
     forced: bool = False,
+    watch: str | None = None,
 ) -> TriggerDecision:
-    """Fire when any check fired or the operator forced it; reasons list what fired, most urgent first."""
-    reasons = [c.reason for c in (performance, drift, time) if c.fired and c.reason]
+    """Fire when any check fired, the daily watch alarmed (`watch`: its reason) or the operator forced
+    it; reasons list what fired, most urgent first."""
+    reasons = ([watch] if watch else []) + [c.reason for c in (performance, drift, time) if c.fired and c.reason]
     if forced:
         reasons.append("Forced by operator")
-    fire = forced or performance.fired or drift.fired or time.fired
-    return TriggerDecision(horizon, as_of, fire, forced, tuple(reasons), time, drift, performance)
+    fire = forced or bool(watch) or performance.fired or drift.fired or time.fired
+    return TriggerDecision(horizon, as_of, fire, forced, tuple(reasons), time, drift, performance, watch or None)
 
 
 def triggered_by(decision: TriggerDecision) -> str:
-    """The history's short label: fired parts joined by '+', e.g. 'performance+drift', 'time', 'forced'."""
+    """The history's short label: fired parts joined by '+', e.g. 'performance+drift', 'watch', 'forced'."""
     parts = [
         name
         for name, on in (
             ("forced", decision.forced),
+            ("watch", bool(decision.watch)),
             ("performance", decision.performance.fired),
             ("drift", decision.drift.fired),
             ("time", decision.time.fired),

@@ -31,6 +31,7 @@ class RunOptions:
     as_of: date | None = None
     command: str = ""
     stage: str | None = None  # None = the whole run; "search" = stop after reports (see bot.flow.stages)
+    watch_reason: str | None = None  # the daily watch's alarm that called this run (a trigger, not forced)
 
     @property
     def preview(self) -> bool:

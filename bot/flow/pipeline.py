@@ -45,19 +45,23 @@ def trigger_decision(
     *,
     force: bool,
     backtest_errors: pd.DataFrame | None,
+    watch_reason: str | None = None,
+    known_days_before: int | None = None,
 ) -> TriggerDecision:
-    """The same decision `chronops check` prints."""
+    """The same decision `chronops check` prints. `known_days_before`: the series' publication rule
+    (default `data.known_days_before`)."""
     settings = ws.settings.triggers
     last = get_last_optimization_date(ws.history_path, horizon, as_of=today)
     t = time_check(last, today, settings)
-    d = drift_check(series, today, settings)
+    known = ws.settings.data.known_days_before if known_days_before is None else known_days_before
+    d = drift_check(series, today, settings, known_days_before=known)
     errors, source = _forecast_errors(ws, horizon, series)
     if errors is None and backtest_errors is not None:
         errors, source = backtest_errors, "backtest"
     if errors is None:
         errors, source = pd.DataFrame({"target_date": pd.Series(dtype="datetime64[ns]"), "error": []}), "none"
     p = performance_check(errors, today, settings, source)
-    return decide(horizon, today, t, d, p, forced=force)
+    return decide(horizon, today, t, d, p, forced=force, watch=watch_reason)
 
 
 def backtest_errors(ws: Workspace, live: HorizonConfig) -> pd.DataFrame | None:
@@ -134,8 +138,9 @@ def run_horizon(
     live = read_config(ws.config_path(horizon))
     series = load_series(ws, options.as_of)
     decision = trigger_decision(
-        ws, horizon, series, today, force=options.force, backtest_errors=backtest_errors(ws, live)
-    )
+        ws, horizon, series, today, force=options.force, backtest_errors=backtest_errors(ws, live),
+        watch_reason=options.watch_reason,
+    )  # fmt: skip
     if not decision.fire:
         skipped = HorizonOutcome(
             horizon, "skipped", decision=decision, current=live, message="no trigger fired"

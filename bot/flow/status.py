@@ -232,6 +232,7 @@ def dashboard_context(ws: Workspace, now: datetime) -> dict[str, Any]:
         "trend_chart": Markup(rmse_trend_chart(rmse_trend(snap.runs, undone), pull_url=pull_url)),
         "trigger_timeline": Markup(trigger_timeline_chart(week_rows, TRIGGER_KINDS)),
         "pull_url": pull_url,
+        "watch_alarms": watch_alarm_rows(ws),
     }
 
 
@@ -243,6 +244,22 @@ def _origin_url(ws: Workspace) -> str | None:
         return GitRepo(ws.root).git("remote", "get-url", "origin")
     except Exception:  # no git, no clone, no origin: no links
         return None
+
+
+def watch_alarm_rows(ws: Workspace, limit: int = 20) -> list[dict[str, Any]]:
+    """The daily watch's latest alarms, newest first (one row per alarm: its final action)."""
+    from bot.flow.watch import read_alarms
+
+    alarms = read_alarms(ws)
+    if alarms.empty:
+        return []
+    last = alarms.drop_duplicates(subset=["day"], keep="last").sort_values("day", ascending=False).head(limit)
+    return [
+        {"day": day_label(r["day"]), "statistic": float(r["statistic"]), "threshold": float(r["threshold"]),
+         "onset": day_label(r["onset"]), "ratio": float(r["ratio"]), "action": str(r["action"]),
+         "detail": text_or_none(r["detail"])}
+        for _, r in last.iterrows()
+    ]  # fmt: skip
 
 
 def write_dashboard(ws: Workspace, out_dir: Path, now: datetime) -> Path:

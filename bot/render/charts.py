@@ -223,7 +223,7 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 16, 40, 56
 COLORS = {
     "merged": "#16a34a", "proposed": "#2563eb", "rejected": "#dc2626", "no_change": "#9ca3af",
     "failed": "#7c2d12", "skipped": "#e5e7eb", "before": "#9ca3af", "after": "#2563eb",
-    "performance": "#f59e0b", "drift": "#8b5cf6", "time": "#0ea5e9", "manual": "#64748b",
+    "performance": "#f59e0b", "drift": "#8b5cf6", "watch": "#ef4444", "time": "#0ea5e9", "manual": "#64748b",
     "line": "#2563eb", "target": "#16a34a",
 }  # fmt: skip
 

@@ -23,6 +23,7 @@ EMAIL_EVENTS = (
     "deployment_successful",
     "rollback_executed",
     "run_missed",
+    "watch_alarm",
 )
 EMAIL_KEYS: dict[str, tuple[str, ...]] = {
     "optimization_triggered": ("horizon", "run_id", "triggered_by", "started_at", "expected_completion"),
@@ -39,6 +40,9 @@ EMAIL_KEYS: dict[str, tuple[str, ...]] = {
         "horizon", "reason", "automatic", "from_version", "to_version", "commit", "executed_at",
     ),
     "run_missed": ("horizon", "expected_at", "last_run_at", "workflow"),
+    "watch_alarm": (
+        "horizon", "day", "onset", "statistic", "threshold", "ratio", "reason", "false_alarm_weeks", "forge",
+    ),
 }  # fmt: skip
 CHANGE_LABELS = {
     "model_id": "Model",
@@ -92,6 +96,8 @@ def render_email(
     - rollback_executed: horizon, reason, automatic (bool: health check vs operator), from_version,
       to_version, commit, executed_at.
     - run_missed: horizon (or "all"), expected_at, last_run_at (None if never), workflow.
+    - watch_alarm: horizon ("all" or a list), day, onset, statistic, threshold, ratio, reason,
+      false_alarm_weeks, forge (bot.flow.watch.alarm_context).
 
     `run_email_context` builds the first three from a run context.
     """

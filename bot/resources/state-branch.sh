@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Keep the bot's state (data/*.parquet: series, history, metrics, forecast log) on a dedicated branch
+# Keep the bot's state (data/*.parquet: series, history, metrics, forecast log, watch alarms; and
+# data/watch_state.json, the daily watch's detector) on a dedicated branch
 # between CI runs, since each GitHub Actions job starts from a fresh checkout.
 #
 #   bash state-branch.sh init             start the branch (once; refused when it exists), with any
@@ -94,7 +95,8 @@ restore() {
   fetch_state
   rm -rf "$base_dir"
   mkdir -p "$base_dir"
-  for file in "$work"/tree/data/*.parquet; do
+  for file in "$work"/tree/data/*.parquet "$work"/tree/data/watch_state.json; do
+    if [ ! -f "$file" ]; then continue; fi
     cp "$file" data/
     cp "$file" "$base_dir/"
     count=$((count + 1))
@@ -105,7 +107,8 @@ restore() {
 
 copy_ours() {
   local dest=$1 file
-  for file in data/*.parquet; do
+  for file in data/*.parquet data/watch_state.json; do
+    if [ ! -f "$file" ]; then continue; fi
     if [ "${file##*/}" != backtest_cache.parquet ]; then cp "$file" "$dest/"; fi
   done
 }
@@ -154,6 +157,8 @@ save() {
     else
       echo "the $branch branch moved since this run restored it: merging this run's rows onto it" >&2
       merge_ours
+      # the watch's detector state is one document, not rows: the newest run's wins
+      if [ -f data/watch_state.json ]; then cp data/watch_state.json "$work/tree/data/"; fi
     fi
     git -C "$work/tree" add data
     if git -C "$work/tree" diff --cached --quiet; then

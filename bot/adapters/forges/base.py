@@ -103,6 +103,13 @@ class Forge(Protocol):
         """Close the open issue for `spec` with `comment`; its number, None when none was open."""
         ...
 
+    def request_run(self, horizons: list[str], reason: str) -> str | None:
+        """Start an out-of-cycle optimization where scheduled runs happen, for the daily watch.
+
+        GitHub: a workflow_dispatch of optimize.yml with the reason; returns what was dispatched.
+        Local: None (no remote runner; the caller runs the optimization in its own process)."""
+        ...
+
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")

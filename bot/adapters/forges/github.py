@@ -71,6 +71,7 @@ from bot.adapters.forges.github_http import (
     GitHubSession,
     RetryPolicy,
     TokenSource,
+    dispatch_optimize,
     github_message,
 )
 from bot.adapters.forges.github_pulls import (
@@ -449,6 +450,10 @@ class GitHubForge:
             ) from None
         log.info("dispatched %s on %s (merge made with GITHUB_TOKEN)", self.deploy_workflow, self.base)
 
+    def request_run(self, horizons: list[str], reason: str) -> str | None:
+        """workflow_dispatch optimize.yml with the watch's reason (see github_http.dispatch_optimize)."""
+        return dispatch_optimize(self.session, self.base, horizons, reason)
+
     # issues ------------------------------------------------------------------------------------
     @_redacted
     def ensure_issue(self, spec: IssueSpec) -> tuple[str, int]:
@@ -490,5 +495,3 @@ class GitHubForge:
                     pr.edit(title=title, body=body)
         final_labels = self._sync_labels(pr, labels)
         return self.merge(pr.number) if merge else replace(self._checked_record(pr), labels=final_labels)
-
-

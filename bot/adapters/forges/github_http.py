@@ -253,15 +253,39 @@ class GitHubSession:
                     ) from None
         return self._repo
 
-    def dispatch_workflow(self, workflow_file: str, ref: str, reason: str) -> None:
-        """workflow_dispatch `workflow_file` on `ref` with a `reason` input (plain when it takes none)."""
+    def dispatch_workflow(
+        self, workflow_file: str, ref: str, reason: str, *, inputs: dict[str, str] | None = None
+    ) -> None:
+        """workflow_dispatch `workflow_file` on `ref` with `inputs` (default: a `reason` input; plain when
+        the workflow declares none of them)."""
         repo = self.repo()
         with self.api(f"dispatch {workflow_file} on {ref}", PERM_ACTIONS):
             workflow = repo.get_workflow(workflow_file)
             try:
-                workflow.create_dispatch(ref, inputs={"reason": reason}, throw=True)
+                workflow.create_dispatch(ref, inputs=inputs or {"reason": reason}, throw=True)
             except GithubException as exc:
                 # a workflow without a `reason` input: dispatch it plain
                 if exc.status != 422 or "unexpected inputs" not in github_message(exc.data).lower():
                     raise
                 workflow.create_dispatch(ref, throw=True)
+
+
+OPTIMIZE_WORKFLOW = "optimize.yml"
+
+
+def dispatch_optimize(session: GitHubSession, base: str, horizons: list[str], reason: str) -> str:
+    """workflow_dispatch optimize.yml on `base` with `watch_reason` (the daily watch's alarm): one dispatch
+    for all four horizons, else one per horizon (the workflow's `horizon` input takes one or all)."""
+    from bot.core.config import HORIZONS
+
+    targets = ["all"] if set(horizons) >= set(HORIZONS) else list(horizons)
+    for target in targets:
+        inputs = {"horizon": target, "watch_reason": reason[:1000]}
+        try:
+            session.dispatch_workflow(OPTIMIZE_WORKFLOW, base, reason, inputs=inputs)
+        except ForgeError as exc:
+            raise ForgeError(
+                f"the watch alarmed, but the optimization did not start: {exc}; start it by hand: "
+                f"gh workflow run {OPTIMIZE_WORKFLOW} --ref {base} -f horizon={target}"
+            ) from None
+    return f"dispatched {OPTIMIZE_WORKFLOW} on {base} ({', '.join(f'horizon={t}' for t in targets)})"

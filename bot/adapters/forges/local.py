@@ -48,6 +48,10 @@ class LocalForge:
         self.snooze_weeks = snooze_weeks
         self.clock = clock or (lambda: datetime.now(UTC))
 
+    def request_run(self, horizons: list[str], reason: str) -> str | None:
+        """No remote runner: the caller runs the optimization itself (see Forge.request_run)."""
+        return None
+
     # records -----------------------------------------------------------------------------------
     def _load(self) -> list[PullRecord]:
         if not self.records.exists():
