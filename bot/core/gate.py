@@ -147,7 +147,7 @@ class Verdict:
             override_reason=None if raw["override_reason"] is None else str(raw["override_reason"]),
             headline=str(raw["headline"]),
             detectable_rmse_gain_pct=_opt_float(raw.get("detectable_rmse_gain_pct")),  # absent before v0.2
-            noise_loss=None if raw.get("noise_loss") is None else str(raw["noise_loss"]),  # absent before v0.3
+            noise_loss=_opt_str(raw.get("noise_loss")),  # absent before v0.3
         )
 
 
@@ -167,6 +167,10 @@ _VERDICT_KEYS = (
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 # --- the paired significance test -------------------------------------------------------------
