@@ -225,6 +225,11 @@ EMAIL_CONTEXTS: dict[str, dict[str, Any]] = {
         "horizon": "all", "expected_at": "2025-01-19 02:00 America/Santiago",
         "last_run_at": "2025-01-12 02:00 America/Santiago", "workflow": "optimize.yml",
     },
+    "watch_alarm": {
+        "horizon": "all", "day": "2019-11-13", "onset": "2019-11-04", "statistic": 5.46, "threshold": 2.5,
+        "ratio": 2.81, "false_alarm_weeks": 20.0, "forge": "github",
+        "reason": "Volatility watch: CUSUM 5.46 >= 2.50 on 2019-11-13 (volatility x2.81 over the 8 returns since 2019-11-04)",
+    },
 }  # fmt: skip
 
 
