@@ -78,3 +78,21 @@ def test_wheel_ships_the_templates(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     where, count = proc.stdout.split()
     assert Path(where) == target and int(count) >= 20
+
+
+def test_templates_found_where_a_copy_dropped_the_link(tmp_path: Path) -> None:
+    """A Docker build context drops bot/render/templates (a link): the top-level templates/ serves."""
+    import shutil
+
+    shutil.copytree(REPO_ROOT / "bot", tmp_path / "bot", symlinks=True)
+    (tmp_path / "bot" / "render" / "templates").unlink()
+    shutil.copytree(REPO_ROOT / "templates", tmp_path / "templates")
+    probe = (
+        "import bot.render.report as r; env = r.environment();"
+        "[env.get_template(n) for n in ('pr_body.md.j2', 'report.html.j2', 'dashboard.html.j2')];"
+        "print(r.TEMPLATES_DIR)"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()) == tmp_path / "templates"

@@ -33,8 +33,8 @@ from bot.core.kpis import (
     trigger_reasons,
 )
 from bot.render.charts import COLORS, Bars, bar_chart, line_chart
+from bot.render.report import TEMPLATES_DIR
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"  # a link to the top-level templates/, shipped as package data
 DASHBOARD_TEMPLATE = "dashboard.html.j2"
 SECTIONS = (
     "Key Performance Indicators",

@@ -31,9 +31,17 @@ from bot.core.marker import METADATA_MARKER, metadata_comment
 from bot.render.charts import Panel, Window, render_panels, search_space
 from bot.render.review import parse_label, search_grid, summary
 
-TEMPLATES_DIR = (
-    Path(__file__).resolve().parent / "templates"
-)  # a link to the top-level templates/, shipped as package data
+
+def templates_dir() -> Path:
+    """The templates: `bot/render/templates` in an installed wheel (package data) or through the source
+    tree's link to the top-level `templates/`; the top-level folder itself where a copy dropped the
+    link (a Docker build context)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "templates"
+    return packaged if packaged.is_dir() else here.parent.parent / "templates"
+
+
+TEMPLATES_DIR = templates_dir()
 PR_BODY_LIMIT = 65_000  # GitHub refuses bodies over 65,536 characters; keep a margin
 REPORT_SCHEMA_VERSION = 1
 HTML_LIMITS = (2_000, 200, 1_000)  # longest string, longest list of strings, ranking rows
