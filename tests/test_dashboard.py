@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +27,7 @@ from bot.render.charts import Bars, bar_chart, line_chart
 from bot.render.dashboard import CHART_IDS, SECTIONS, render_dashboard
 from bot.settings import Settings
 from bot.workspace import Workspace
+from tests.browser import chromium
 from tests.conftest import GIT_ENV, REPO_ROOT, git, run_cli
 
 MODEL = "amazon/chronos-t5-small"
@@ -279,18 +279,6 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-
-
-def chromium() -> str:
-    script = REPO_ROOT / "scripts" / "ensure-chromium.sh"
-    try:
-        proc = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot install Chromium ({exc})")
-    binary = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-    if proc.returncode != 0 or binary is None:
-        pytest.skip(f"Chromium is not available and could not be installed: {proc.stderr.strip()[-300:]}")
-    return binary
 
 
 def browse(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
