@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,9 +100,11 @@ def run_cli(
     In this process by default (`bot.cli.main`, the console entry point, with stdout/stderr captured):
     no ~5 s of imports per call. `isolated=True` — or an env that a CLI reads at import or that kills
     the process (crash points) — runs `python -m bot ARGS` in a subprocess: locks held by another PID,
-    signals, crash logs.
+    signals, crash logs. Calls from a worker thread always get a subprocess.
     """
-    if isolated or any(k in (env or {}) for k in _SUBPROCESS_ENV):
+    # cwd, environment and stdout are per process: calls from worker threads get their own process
+    in_thread = threading.current_thread() is not threading.main_thread()
+    if isolated or in_thread or any(k in (env or {}) for k in _SUBPROCESS_ENV):
         proc = subprocess.run(
             [sys.executable, "-m", "bot", *args],
             cwd=cwd,

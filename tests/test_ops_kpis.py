@@ -65,9 +65,10 @@ def test_weekly_triggers_count_over_time() -> None:
     assert list(table.columns) == ["week", *TRIGGER_KINDS]
     # R1 drift + R2 performance (week of Dec 29), R3 time + R4 forced (Jan 5), H1 time (Jan 12), H2 drift (Jan 19)
     assert [str(w.date()) for w in table["week"]] == ["2025-12-29", "2026-01-05", "2026-01-12", "2026-01-19"]
+    assert list(TRIGGER_KINDS) == ["performance", "drift", "watch", "time", "manual"]
     assert table[list(TRIGGER_KINDS)].to_numpy().tolist() == [
-        [1, 1, 0, 0],
-        [0, 0, 1, 1],
-        [0, 0, 1, 0],
-        [0, 1, 0, 0],
+        [1, 1, 0, 0, 0],
+        [0, 0, 0, 1, 1],
+        [0, 0, 0, 1, 0],
+        [0, 1, 0, 0, 0],
     ]
