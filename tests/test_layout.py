@@ -96,3 +96,15 @@ def test_templates_found_where_a_copy_dropped_the_link(tmp_path: Path) -> None:
                           env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()) == tmp_path / "templates"
+
+
+def test_read_only_commands_start_without_the_heavy_imports() -> None:
+    """status/check/history start in about a second: torch, chronos, git and scipy.stats (~1 s alone)
+    are imported only by the code that needs them (benchmarks/cli_latency.py measures the seconds)."""
+    probe = (
+        "import sys, bot.cli, bot.commands.status, bot.commands.check, bot.commands.history, bot.flow.status;"
+        "print(sorted(m for m in ('torch', 'chronos', 'git', 'github', 'scipy.stats') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
