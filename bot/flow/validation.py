@@ -88,7 +88,7 @@ def origins_text(dates: pd.Series, origins: OriginPlan) -> str:
         return (
             f"{len(origins.tuning)} tuning and {len(origins.validation)} validation origins, {every}, "
             f"from {dates.iloc[origins.all[0]].date()} to {dates.iloc[origins.all[-1]].date()}, in alternating "
-            f"blocks of {origins.block} origins (tuning, validation, tuning, ...): both sets span the history "
-            "and no target window of one overlaps a target window of the other"
+            f"blocks of {origins.block} origins (tuning, validation, tuning, ...), so both sets cover that "
+            "range and no target window of one overlaps a target window of the other"
         )
     return f"{len(origins.tuning)} tuning origins, then {len(origins.validation)} later validation origins, {every}"
