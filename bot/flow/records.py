@@ -142,12 +142,6 @@ def read_metrics(path: Path) -> pd.DataFrame:
 # --- from a pipeline outcome -------------------------------------------------------------------
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _deployment_result(outcome: HorizonOutcome) -> str:

@@ -41,10 +41,6 @@ def _rmse(steps: pd.DataFrame) -> float:
     return float(((steps["point"] - steps["actual"]) ** 2).mean() ** 0.5)
 
 
-def _calls(configs: Sequence[HorizonConfig]) -> int:
-    return len({draw_group_key(c) for c in configs})
-
-
 def run_search(
     engine: Engine,
     candidates: Sequence[HorizonConfig],
