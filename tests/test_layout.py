@@ -19,6 +19,14 @@ from bot.core.triggers import decide, drift_check, time_check
 from tests.conftest import REPO_ROOT
 
 
+def run_python(code: str, *, pythonpath: Path | None = None, cwd: Path | None = None) -> str:
+    """stdout of `python -c CODE` in a fresh interpreter (`pythonpath`: where `bot` is imported from)."""
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)} if pythonpath else None
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=cwd, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
 def test_code_map_has_no_violations() -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "code_map.py")], capture_output=True, text=True, check=False
@@ -73,10 +81,7 @@ def test_wheel_ships_the_templates(tmp_path: Path) -> None:
         "names = sorted(env.list_templates()); [env.get_template(n) for n in names];"
         "print(pathlib.Path(r.__file__).parent.parent.parent, len(names))"
     )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(target)}, cwd=tmp_path, check=False)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    where, count = proc.stdout.split()
+    where, count = run_python(probe, pythonpath=target, cwd=tmp_path).split()
     assert Path(where) == target and int(count) >= 20
 
 
@@ -92,10 +97,7 @@ def test_templates_found_where_a_copy_dropped_the_link(tmp_path: Path) -> None:
         "[env.get_template(n) for n in ('pr_body.md.j2', 'report.html.j2', 'dashboard.html.j2')];"
         "print(r.TEMPLATES_DIR)"
     )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path, check=False)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert Path(proc.stdout.strip()) == tmp_path / "templates"
+    assert Path(run_python(probe, pythonpath=tmp_path, cwd=tmp_path)) == tmp_path / "templates"
 
 
 def test_read_only_commands_start_without_the_heavy_imports() -> None:
@@ -105,6 +107,4 @@ def test_read_only_commands_start_without_the_heavy_imports() -> None:
         "import sys, bot.cli, bot.commands.status, bot.commands.check, bot.commands.history, bot.flow.status;"
         "print(sorted(m for m in ('torch', 'chronos', 'git', 'github', 'scipy.stats') if m in sys.modules))"
     )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    assert run_python(probe) == "[]"
